@@ -1,0 +1,198 @@
+"""The seam between the core and the outside world: what a channel provider is.
+
+A provider knows one external API. The core hands it a `Message` and gets back a
+`SendResult`, or a `SendError` saying whether trying again could help. Where the provider
+calls back (delivery receipts, replies, keypresses, playback reports), the core hands it
+the request as a plain `CallbackRequest` and gets back a list of `Event`s; the provider
+never sees FastAPI, the database or the queue.
+
+Errors, drawn once:
+
+    ChannelError
+    ├── SendError          a send failed; `retryable` says whether to try again later,
+    │                      `contact_bad` that this address will never work
+    └── CallbackRejected   a callback failed verification or could not be read; carries
+                           the HTTP status to answer with
+
+To add a provider: write a class with the attributes and methods of `Provider` in its own
+module (the only module that may import the vendor's SDK), give its settings and the
+shared `ProviderContext` to its constructor, and register a factory in
+`channels/registry.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+import httpx
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    WECHAT = "wechat"
+    VOICE = "voice"
+    SPEAKER = "speaker"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One thing to deliver to one address."""
+
+    channel: Channel
+    to: str
+    text: str
+    # Our reference for this send ("attempt:12", "broadcast:3"); providers echo it where
+    # the API has a slot for it (OutId, task_id) so callbacks can be matched.
+    reference: str
+    # Stable identity of the person or device behind `to` (simulated recipients use it).
+    recipient_key: str
+    title: str = ""
+    answer_url: str | None = None
+    expects_answer: bool = True
+    repeat: int = 1
+
+
+@dataclass(frozen=True)
+class SendResult:
+    provider_message_id: str
+
+
+@dataclass(frozen=True)
+class ProviderFlags:
+    """What a provider can do, declared rather than probed."""
+
+    reports_delivery: bool = False
+    receives_replies: bool = False
+    reports_playback: bool = False
+
+
+@dataclass(frozen=True)
+class CallbackRequest:
+    """An inbound HTTP request as a provider needs to see it."""
+
+    url: str
+    method: str = "POST"
+    headers: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+    form: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class CallbackResponse:
+    status: int = 200
+    content_type: str = "text/plain; charset=utf-8"
+    body: str = ""
+
+
+# --- events a provider reports back -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """A message reached (or failed to reach) its recipient."""
+
+    provider_message_id: str
+    status: str  # sent | delivered | failed | no_answer | busy
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class InboundText:
+    """A text someone sent us (an SMS reply), to be matched by the sender's address."""
+
+    sender: str
+    text: str
+    provider_message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DirectReply:
+    """An answer given on one particular message: a keypress in a call, a card button."""
+
+    provider_message_id: str
+    value: str
+    kind: str = "keypress"  # keypress | button
+
+
+@dataclass(frozen=True)
+class PlaybackReport:
+    """A speaker played (or failed to play) a broadcast."""
+
+    provider_message_id: str
+    played: bool
+    error_message: str | None = None
+
+
+Event = DeliveryReport | InboundText | DirectReply | PlaybackReport
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+class ChannelError(Exception):
+    """Base of every error raised across the channel seam."""
+
+
+class SendError(ChannelError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retryable: bool = False,
+        contact_bad: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.retryable = retryable
+        self.contact_bad = contact_bad
+
+
+class CallbackRejected(ChannelError):
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+# --- what a provider gets and is ------------------------------------------------------
+
+ScheduleCallback = Callable[[CallbackRequest, float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """Shared things injected into every provider."""
+
+    http: httpx.AsyncClient
+    # Where the provider's callbacks arrive, e.g. "https://jy.example.gov.cn/hooks/sms/twilio".
+    callback_url: str
+    # Lets a simulated provider feed a callback back after a delay (seconds), through the
+    # same path a real callback takes. Real providers do not use it.
+    schedule_callback: ScheduleCallback
+
+
+class Provider(Protocol):
+    name: str
+    channel: Channel
+    flags: ProviderFlags
+
+    async def send(self, message: Message) -> SendResult:
+        """Hand the message to the provider; raise `SendError` if it was not accepted."""
+        ...
+
+    def parse_callback(self, request: CallbackRequest) -> list[Event]:
+        """Verify and read a callback; raise `CallbackRejected` if it cannot be trusted."""
+        ...
+
+    def callback_response(self) -> CallbackResponse:
+        """What to answer the provider once its callback has been taken."""
+        ...
+
+    async def aclose(self) -> None: ...

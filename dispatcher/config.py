@@ -1,0 +1,324 @@
+"""Typed settings, loaded from a TOML file with environment overrides for secrets.
+
+`load_settings(path)` reads the file named by `--config` or `JIAOYING_CONFIG`; with
+neither, every setting falls back to the embedded default: SQLite and an embedded Redis
+under `./var`, simulated providers, the default escalation policies. Secrets may come from
+the environment so they stay out of the file:
+
+    JIAOYING_SECRET_KEY, JIAOYING_DATABASE_URL, JIAOYING_REDIS_URL, JIAOYING_HOOKS_TOKEN,
+    JIAOYING_SENDER_<NAME>_SECRET (NAME upper-cased, '-' as '_')
+
+Every problem is reported as a `ConfigError` naming the setting, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dispatcher.vocabulary import LEVELS, ROLES
+
+PLACEHOLDER_SECRETS = {"", "change-me", "dev-secret-change-me", "dev-insecure-change-me"}
+CHANNELS = ("sms", "wechat", "voice", "speaker")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the setting and the problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AppSettings(_Section):
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path("var")
+    public_base_url: str = "http://127.0.0.1:8000"
+    secret_key: str = "dev-insecure-change-me"
+    display_timezone: str = "Asia/Shanghai"
+    log_format: Literal["auto", "json", "text"] = "auto"
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_body_bytes: int = Field(5_000_000, ge=1024)
+
+
+class DatabaseSettings(_Section):
+    url: str = ""
+
+
+class RedisSettings(_Section):
+    url: str = ""
+
+
+class WorkerSettings(_Section):
+    max_jobs: int = Field(50, ge=1)
+    sweep_interval_s: int = Field(10, ge=1, le=60)
+    sweep_batch: int = Field(500, ge=1)
+    requeue_after_s: int = Field(60, ge=1)
+    send_lease_s: int = Field(300, ge=10)
+    retry_base_s: float = Field(10, gt=0)
+    retry_max_tries: int = Field(5, ge=1)
+    speaker_confirm_timeout_s: int = Field(300, ge=10)
+
+
+class SenderSettings(_Section):
+    name: str
+    secret: str = ""
+    cap_senders: list[str] = []
+    replay_window_s: int = Field(300, ge=10, le=3600)
+
+
+class HooksSettings(_Section):
+    token: str = ""
+
+
+class ChannelSettings(_Section):
+    providers: list[str] = ["simulated"]
+
+
+class ChannelsSettings(_Section):
+    sms: ChannelSettings = ChannelSettings()
+    wechat: ChannelSettings = ChannelSettings()
+    voice: ChannelSettings = ChannelSettings()
+    speaker: ChannelSettings = ChannelSettings()
+
+    def for_channel(self, channel: str) -> ChannelSettings:
+        return getattr(self, channel)  # type: ignore[no-any-return]
+
+
+StepKind = Literal["call_again", "call_backup", "notify_supervisor", "door_knock"]
+
+
+class LadderStep(_Section):
+    step: StepKind
+    at_min: float = Field(gt=0)
+    channels: list[str] = []
+
+    @field_validator("channels")
+    @classmethod
+    def _known_channels(cls, value: list[str]) -> list[str]:
+        unknown = [c for c in value if c not in CHANNELS or c == "speaker"]
+        if unknown:
+            raise ValueError(f"unknown channel(s) {unknown}; use sms, wechat, voice")
+        return value
+
+
+class Policy(_Section):
+    channels: list[str]
+    answer_within_min: float = Field(gt=0)
+    roles: list[str] = []
+    ladder: list[LadderStep]
+
+    @field_validator("channels")
+    @classmethod
+    def _known_channels(cls, value: list[str]) -> list[str]:
+        unknown = [c for c in value if c not in CHANNELS or c == "speaker"]
+        if unknown:
+            raise ValueError(f"unknown channel(s) {unknown}; use sms, wechat, voice")
+        if not value:
+            raise ValueError("a policy needs at least one channel")
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: list[str]) -> list[str]:
+        unknown = [r for r in value if r not in ROLES]
+        if unknown:
+            raise ValueError(f"unknown role(s) {unknown}; known: {sorted(ROLES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _ladder_in_order(self) -> Policy:
+        times = [s.at_min for s in self.ladder]
+        if times != sorted(times) or len(set(times)) != len(times):
+            raise ValueError("ladder steps must have strictly increasing at_min")
+        if times and times[0] < self.answer_within_min:
+            raise ValueError("the first ladder step cannot come before answer_within_min")
+        for step in self.ladder:
+            if step.step == "call_again" and not step.channels:
+                raise ValueError("call_again needs channels, e.g. channels = ['voice']")
+        return self
+
+
+def _step(kind: StepKind, at_min: float, channels: list[str] | None = None) -> LadderStep:
+    return LadderStep(step=kind, at_min=at_min, channels=channels or [])
+
+
+DEFAULT_POLICIES: dict[str, Policy] = {
+    "red": Policy(
+        channels=["sms", "wechat", "voice"],
+        answer_within_min=5,
+        ladder=[
+            _step("call_again", 5, ["voice", "sms"]),
+            _step("call_backup", 10),
+            _step("notify_supervisor", 15),
+            _step("door_knock", 20),
+        ],
+    ),
+    "orange": Policy(
+        channels=["sms", "wechat", "voice"],
+        answer_within_min=15,
+        ladder=[
+            _step("call_again", 15, ["voice"]),
+            _step("call_backup", 30),
+            _step("notify_supervisor", 45),
+            _step("door_knock", 60),
+        ],
+    ),
+    "yellow": Policy(
+        channels=["sms", "wechat"],
+        answer_within_min=30,
+        roles=["grid_worker", "village_cadre", "township_leader", "township_duty"],
+        ladder=[
+            _step("call_again", 30, ["voice"]),
+            _step("call_backup", 45),
+            _step("notify_supervisor", 60),
+        ],
+    ),
+    "blue": Policy(
+        channels=["sms", "wechat"],
+        answer_within_min=60,
+        roles=["grid_worker", "village_cadre"],
+        ladder=[
+            _step("call_again", 60, ["sms"]),
+            _step("notify_supervisor", 120),
+        ],
+    ),
+}
+
+
+class SimulatedProviderSettings(_Section):
+    """How the simulated recipients behave (demo, drills, tests)."""
+
+    delivery_rate: float = Field(0.97, ge=0, le=1)
+    answer_rate: float = Field(0.8, ge=0, le=1)
+    help_rate: float = Field(0.05, ge=0, le=1)
+    speaker_fail_rate: float = Field(0.05, ge=0, le=1)
+    min_delay_s: float = Field(1.0, ge=0)
+    max_delay_s: float = Field(30.0, ge=0)
+    seed: int = 1
+
+    @model_validator(mode="after")
+    def _delays_in_order(self) -> SimulatedProviderSettings:
+        if self.max_delay_s < self.min_delay_s:
+            raise ValueError("max_delay_s must be >= min_delay_s")
+        return self
+
+
+class ProvidersSettings(_Section):
+    simulated: SimulatedProviderSettings = SimulatedProviderSettings()
+
+
+class Settings(_Section):
+    app: AppSettings = AppSettings()
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    worker: WorkerSettings = WorkerSettings()
+    senders: Annotated[list[SenderSettings], Field(default_factory=list)]
+    hooks: HooksSettings = HooksSettings()
+    channels: ChannelsSettings = ChannelsSettings()
+    providers: ProvidersSettings = ProvidersSettings()
+    policies: dict[str, Policy] = DEFAULT_POLICIES
+
+    @field_validator("policies")
+    @classmethod
+    def _every_level(cls, value: dict[str, Policy]) -> dict[str, Policy]:
+        unknown = [k for k in value if k not in LEVELS]
+        if unknown:
+            raise ValueError(f"unknown level(s) {unknown}; levels are {list(LEVELS)}")
+        return {**DEFAULT_POLICIES, **value}
+
+    @model_validator(mode="after")
+    def _production_secrets(self) -> Settings:
+        if self.app.environment != "production":
+            return self
+        if self.app.secret_key in PLACEHOLDER_SECRETS:
+            raise ValueError("app.secret_key must be set to a real secret in production")
+        for sender in self.senders:
+            if sender.secret in PLACEHOLDER_SECRETS:
+                raise ValueError(f"sender {sender.name!r} needs a real secret in production")
+        return self
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{(self.app.data_dir / 'jiaoying.db').resolve()}"
+
+    @property
+    def effective_senders(self) -> list[SenderSettings]:
+        """Configured senders; in development with none configured, one `local` sender."""
+        if self.senders or self.app.environment == "production":
+            return list(self.senders)
+        return [SenderSettings(name="local", secret="dev-secret-change-me")]
+
+    def policy_for(self, level: str) -> Policy:
+        return self.policies[level]
+
+
+def _env_overrides(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    merged = {
+        key: (dict(value) if isinstance(value, dict) else value) for key, value in raw.items()
+    }
+
+    def put(section: str, key: str, var: str) -> None:
+        if env.get(var):
+            merged.setdefault(section, {})[key] = env[var]
+
+    put("app", "secret_key", "JIAOYING_SECRET_KEY")
+    put("database", "url", "JIAOYING_DATABASE_URL")
+    put("redis", "url", "JIAOYING_REDIS_URL")
+    put("hooks", "token", "JIAOYING_HOOKS_TOKEN")
+    senders = []
+    for sender in merged.get("senders", []):
+        sender = dict(sender) if isinstance(sender, dict) else sender
+        if isinstance(sender, dict) and isinstance(sender.get("name"), str):
+            var = "JIAOYING_SENDER_" + sender["name"].upper().replace("-", "_") + "_SECRET"
+            if env.get(var):
+                sender["secret"] = env[var]
+        senders.append(sender)
+    if senders:
+        merged["senders"] = senders
+    return merged
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {where}: {item['msg']}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def settings_from_dict(raw: dict[str, Any], env: dict[str, str] | None = None) -> Settings:
+    """Build settings from parsed TOML (or any dict), applying environment overrides."""
+    try:
+        return Settings.model_validate(
+            _env_overrides(raw, dict(os.environ if env is None else env))
+        )
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Load settings from `path`, else from `$JIAOYING_CONFIG`, else the embedded default."""
+    env = dict(os.environ if env is None else env)
+    chosen = path or env.get("JIAOYING_CONFIG")
+    raw: dict[str, Any] = {}
+    if chosen:
+        file = Path(chosen)
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {file}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config file {file} is not valid TOML: {error}") from None
+    return settings_from_dict(raw, env)

@@ -1,0 +1,272 @@
+"""SQLAlchemy models: the directory, the warnings and everything that happens to them.
+
+Directory: `Region` (the place tree, with a materialised `path` of codes for subtree
+queries), `Responder` with `Contact`s and `Duty`s, `Speaker`.
+Warnings: `Warning`, its `Call`s (one per responder), each call's `Attempt`s (one try on
+one channel) and `Answer`s, the warning's `Broadcast`s, `DoorKnockTask`s and
+`AuditEvent`s. The Alembic migration in `alembic/versions/` creates exactly these.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from dispatcher.db import UTCDateTime
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+class Region(Base):
+    __tablename__ = "regions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    level: Mapped[str] = mapped_column(String(16))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"))
+    # "/<county code>/<township code>/.../<own code>/": a subtree is a prefix match.
+    path: Mapped[str] = mapped_column(String(400), index=True)
+    depth: Mapped[int] = mapped_column(Integer, default=0)
+    geometry: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    parent: Mapped[Region | None] = relationship(remote_side=[id])
+
+
+class Responder(Base):
+    __tablename__ = "responders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(32))
+    backup_id: Mapped[int | None] = mapped_column(ForeignKey("responders.id"))
+    supervisor_id: Mapped[int | None] = mapped_column(ForeignKey("responders.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    contacts: Mapped[list[Contact]] = relationship(
+        back_populates="responder", cascade="all, delete-orphan", order_by="Contact.position"
+    )
+    duties: Mapped[list[Duty]] = relationship(
+        back_populates="responder", cascade="all, delete-orphan"
+    )
+
+    def addresses(self, kind: str) -> list[str]:
+        return [c.value for c in self.contacts if c.kind == kind and not c.bad]
+
+
+class Contact(Base):
+    """A phone number or a WeCom user id of a responder."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("responder_id", "kind", "value"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    responder_id: Mapped[int] = mapped_column(ForeignKey("responders.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # phone | wecom
+    value: Mapped[str] = mapped_column(String(64), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    bad: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    responder: Mapped[Responder] = relationship(back_populates="contacts")
+
+
+class Duty(Base):
+    """A responder answers for a region."""
+
+    __tablename__ = "duties"
+    __table_args__ = (UniqueConstraint("responder_id", "region_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    responder_id: Mapped[int] = mapped_column(ForeignKey("responders.id", ondelete="CASCADE"))
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"), index=True)
+
+    responder: Mapped[Responder] = relationship(back_populates="duties")
+    region: Mapped[Region] = relationship()
+
+
+class Speaker(Base):
+    __tablename__ = "speakers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    address: Mapped[str] = mapped_column(String(200))
+
+    region: Mapped[Region] = relationship()
+
+
+class Warning(Base):
+    __tablename__ = "warnings"
+    __table_args__ = (UniqueConstraint("sender", "identifier"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sender: Mapped[str] = mapped_column(String(200))
+    identifier: Mapped[str] = mapped_column(String(200))
+    api_sender: Mapped[str] = mapped_column(String(64))
+    sent: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    msg_type: Mapped[str] = mapped_column(String(16))
+    references: Mapped[str | None] = mapped_column(Text)
+    event: Mapped[str] = mapped_column(String(200))
+    level: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str | None] = mapped_column(String(16))
+    urgency: Mapped[str | None] = mapped_column(String(16))
+    certainty: Mapped[str | None] = mapped_column(String(16))
+    headline: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    instruction: Mapped[str] = mapped_column(Text, default="")
+    sender_name: Mapped[str] = mapped_column(String(200), default="")
+    onset: Mapped[datetime | None]
+    expires: Mapped[datetime | None]
+    areas: Mapped[list[Any]] = mapped_column(JSON)
+    source_format: Mapped[str] = mapped_column(String(8))  # cap | json
+    raw_payload: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    notes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    received_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Call(Base):
+    """One warning addressed to one responder: the unit that must be answered."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        UniqueConstraint("warning_id", "responder_id"),
+        Index("ix_calls_due", "next_step_at"),
+        Index("ix_calls_warning_state", "warning_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    warning_id: Mapped[int] = mapped_column(ForeignKey("warnings.id"))
+    responder_id: Mapped[int] = mapped_column(ForeignKey("responders.id"))
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"))
+    origin: Mapped[str] = mapped_column(String(16), default="duty")  # duty | backup
+    backup_for_call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
+    state: Mapped[str] = mapped_column(String(16))
+    escalation_step: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime]
+    next_step_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    answer_meaning: Mapped[str | None] = mapped_column(String(16))
+    door_knock_task_id: Mapped[int | None] = mapped_column(ForeignKey("door_knock_tasks.id"))
+
+    warning: Mapped[Warning] = relationship()
+    responder: Mapped[Responder] = relationship()
+    region: Mapped[Region] = relationship()
+
+
+class Attempt(Base):
+    """One try of sending one message on one channel through one provider."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (
+        Index("ix_attempts_due", "status", "due_at"),
+        Index("ix_attempts_provider_ref", "provider", "provider_message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    warning_id: Mapped[int | None] = mapped_column(ForeignKey("warnings.id"), index=True)
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"), index=True)
+    responder_id: Mapped[int | None] = mapped_column(ForeignKey("responders.id"))
+    purpose: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(100))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    try_number: Mapped[int] = mapped_column(Integer, default=1)
+    due_at: Mapped[datetime]
+    enqueued_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class Answer(Base):
+    __tablename__ = "answers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"), index=True)
+    responder_id: Mapped[int] = mapped_column(ForeignKey("responders.id"))
+    attempt_id: Mapped[int | None] = mapped_column(ForeignKey("attempts.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str | None] = mapped_column(String(32))
+    raw: Mapped[str] = mapped_column(Text)
+    meaning: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime]
+
+
+class Broadcast(Base):
+    __tablename__ = "broadcasts"
+    __table_args__ = (UniqueConstraint("warning_id", "speaker_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    warning_id: Mapped[int] = mapped_column(ForeignKey("warnings.id"), index=True)
+    speaker_id: Mapped[int] = mapped_column(ForeignKey("speakers.id"))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    due_at: Mapped[datetime]
+    enqueued_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    reported_at: Mapped[datetime | None]
+
+    speaker: Mapped[Speaker] = relationship()
+
+
+class DoorKnockTask(Base):
+    """Work on the ground: go to a region whose responders or speakers stayed silent."""
+
+    __tablename__ = "door_knock_tasks"
+    __table_args__ = (Index("ix_tasks_warning_region", "warning_id", "region_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    warning_id: Mapped[int] = mapped_column(ForeignKey("warnings.id"))
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"))
+    reason: Mapped[str] = mapped_column(String(16))  # silent | speaker_failed
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("responders.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    notes: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    region: Mapped[Region] = relationship()
+    assignee: Mapped[Responder | None] = relationship()
+
+
+class AuditEvent(Base):
+    """Every state change, on record: 有叫有应有记录."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    warning_id: Mapped[int | None] = mapped_column(ForeignKey("warnings.id"), index=True)
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
+    actor: Mapped[str] = mapped_column(String(64), default="system")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

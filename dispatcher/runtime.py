@@ -1,0 +1,80 @@
+"""Everything a Jiaoying process shares: settings, clock, database, queue, providers.
+
+The API and the worker both run on a `Runtime`; in `jiaoying serve` they share one.
+Tests build their own with a `ManualClock`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from dispatcher.clock import Clock, SystemClock
+from dispatcher.config import Settings
+from dispatcher.db import Database
+from dispatcher.messages import Renderer
+from dispatcher.migrations import upgrade
+from dispatcher.providers import Providers
+from dispatcher.queue import Queue, RedisHandle, open_redis
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock
+    db: Database
+    redis: RedisHandle
+    queue: Queue
+    http: httpx.AsyncClient
+    providers: Providers
+    renderer: Renderer
+    owns_redis: bool = True
+
+    async def aclose(self) -> None:
+        await self.providers.aclose()
+        await self.http.aclose()
+        await self.queue.close()
+        await self.db.dispose()
+        if self.owns_redis:
+            self.redis.close()
+
+
+async def open_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    migrate: bool = True,
+    redis: RedisHandle | None = None,
+) -> Runtime:
+    settings.app.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url)
+    if migrate:
+        await upgrade(db.engine)
+    owns_redis = redis is None
+    redis = redis or open_redis(settings.redis.url, settings.app.data_dir)
+    queue = await Queue.connect(redis)
+    http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+
+    async def schedule(
+        channel: str, provider: str, request: dict[str, Any], delay_s: float
+    ) -> None:
+        await queue.enqueue_callback(channel, provider, request, delay_s)
+
+    providers = Providers.build(settings, http, schedule)
+    log.info("runtime ready: database %s, %s", db.engine.url.render_as_string(), redis.description)
+    return Runtime(
+        settings=settings,
+        clock=clock or SystemClock(),
+        db=db,
+        redis=redis,
+        queue=queue,
+        http=http,
+        providers=providers,
+        renderer=Renderer(),
+        owns_redis=owns_redis,
+    )
