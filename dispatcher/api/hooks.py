@@ -1,0 +1,72 @@
+"""Inbound provider callbacks: `/hooks/sms/inbound` and `/hooks/{channel}/{provider}`.
+
+When `[hooks] token` is set, every hook needs `?token=<it>`; providers verify their own
+signatures on top of that.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from channels.base import CallbackRejected, CallbackRequest
+from dispatcher.api.deps import RuntimeDep
+from dispatcher.inbound import process_callback
+
+router = APIRouter(prefix="/hooks", tags=["hooks"])
+
+
+async def _request(request: Request) -> CallbackRequest:
+    body = await request.body()
+    form: dict[str, str] = {}
+    if request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    return CallbackRequest(
+        url=str(request.url),
+        method=request.method,
+        headers=dict(request.headers),
+        query=dict(request.query_params),
+        form=form,
+        body=body,
+    )
+
+
+async def _handle(
+    request: Request,
+    runtime: RuntimeDep,
+    channel: str,
+    provider: str,
+    callback: CallbackRequest | None = None,
+) -> Response:
+    token = runtime.settings.hooks.token
+    if token and not hmac.compare_digest(request.query_params.get("token", ""), token):
+        return JSONResponse({"detail": "missing or wrong hook token"}, status_code=403)
+    try:
+        callback = callback or await _request(request)
+        answer = await process_callback(runtime, channel, provider, callback)
+    except CallbackRejected as exc:
+        return JSONResponse({"detail": exc.reason}, status_code=exc.status)
+    return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
+
+
+@router.post("/sms/inbound")
+async def sms_inbound(request: Request, runtime: RuntimeDep) -> Response:
+    """Inbound SMS replies (form fields `From`, `Body`, as Twilio posts them)."""
+    provider = runtime.providers.inbound_sms()
+    if provider is None:
+        return JSONResponse({"detail": "no SMS provider receives replies"}, status_code=404)
+    callback = await _request(request)
+    if not callback.form.get("From") or callback.form.get("Body") is None:
+        return JSONResponse({"detail": "form fields From and Body are required"}, status_code=400)
+    return await _handle(request, runtime, "sms", provider.name, callback)
+
+
+@router.post("/{channel}/{provider}")
+async def provider_hook(
+    channel: str, provider: str, request: Request, runtime: RuntimeDep
+) -> Response:
+    return await _handle(request, runtime, channel, provider)

@@ -1,0 +1,75 @@
+"""The arq worker: send jobs, simulated callbacks and the escalation sweep on cron."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import Worker, cron
+from arq.worker import Retry, func
+
+from channels.base import CallbackRequest
+from dispatcher.escalation import sweep
+from dispatcher.inbound import UnmatchedCallback, process_callback
+from dispatcher.queue import QUEUE_NAME
+from dispatcher.runtime import Runtime
+from dispatcher.sending import send_attempt, send_broadcast
+
+
+async def send_attempt_job(ctx: dict[str, Any], attempt_id: int) -> str:
+    return await send_attempt(ctx["runtime"], attempt_id)
+
+
+async def send_broadcast_job(ctx: dict[str, Any], broadcast_id: int) -> str:
+    return await send_broadcast(ctx["runtime"], broadcast_id)
+
+
+async def deliver_callback_job(
+    ctx: dict[str, Any], channel: str, provider: str, request: dict[str, Any]
+) -> None:
+    try:
+        await process_callback(
+            ctx["runtime"], channel, provider, CallbackRequest(**request), raise_unmatched=True
+        )
+    except UnmatchedCallback:
+        # The send that this reports on may not be committed yet; look again shortly.
+        if ctx.get("job_try", 1) < 5:
+            raise Retry(defer=0.2 * ctx.get("job_try", 1)) from None
+
+
+async def sweep_job(ctx: dict[str, Any]) -> None:
+    await sweep(ctx["runtime"])
+
+
+def build_worker(runtime: Runtime, *, burst: bool = False, with_cron: bool = True) -> Worker:
+    interval = runtime.settings.worker.sweep_interval_s
+    cron_jobs = [cron(sweep_job, second=set(range(0, 60, interval)), run_at_startup=True)]
+    return Worker(
+        functions=[
+            func(send_attempt_job, name="send_attempt"),
+            func(send_broadcast_job, name="send_broadcast"),
+            func(deliver_callback_job, name="deliver_callback"),
+        ],
+        cron_jobs=cron_jobs if with_cron else [],
+        redis_pool=runtime.queue.pool,
+        queue_name=QUEUE_NAME,
+        ctx={"runtime": runtime},
+        burst=burst,
+        poll_delay=0.05 if burst else 0.5,
+        max_jobs=runtime.settings.worker.max_jobs,
+        keep_result=0,
+        handle_signals=False,
+    )
+
+
+async def run_until_idle(runtime: Runtime, rounds: int = 20) -> int:
+    """Run jobs until the queue is empty (tests and the demo's final check)."""
+    done = 0
+    for _ in range(rounds):
+        if await runtime.queue.depth() == 0:
+            break
+        worker = build_worker(runtime, burst=True, with_cron=False)
+        await worker.async_run()
+        done += worker.jobs_complete
+        if worker.jobs_failed:
+            raise RuntimeError(f"{worker.jobs_failed} job(s) failed")
+    return done
