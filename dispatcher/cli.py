@@ -1,0 +1,154 @@
+"""The `jiaoying` command: serve, worker, db upgrade, import, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from dispatcher.app import create_app
+from dispatcher.clock import Clock
+from dispatcher.config import ConfigError, Settings, load_settings
+from dispatcher.db import Database
+from dispatcher.directory import DirectoryImportError, import_directory
+from dispatcher.migrations import upgrade
+from dispatcher.runtime import Runtime, open_runtime
+from dispatcher.worker import build_worker
+
+log = logging.getLogger("jiaoying")
+
+
+def _setup_logging(settings: Settings) -> None:
+    fmt = settings.app.log_format
+    if fmt == "auto":
+        fmt = "text" if sys.stderr.isatty() else "json"
+    if fmt == "json":
+        pattern = (
+            '{"at":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}'
+        )
+    else:
+        pattern = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    logging.basicConfig(level=logging.INFO, format=pattern)
+    logging.getLogger("arq").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+async def run_services(
+    runtime: Runtime, *, api: bool, worker: bool, port: int | None = None
+) -> tuple[list[asyncio.Task[None]], uvicorn.Server | None]:
+    """Start the API server and/or a worker as tasks on this loop."""
+    tasks: list[asyncio.Task[None]] = []
+    server = None
+    if api:
+        settings = runtime.settings
+        config = uvicorn.Config(
+            create_app(runtime),
+            host=settings.server.host,
+            port=port or settings.server.port,
+            log_level="warning",
+        )
+        server = uvicorn.Server(config)
+        tasks.append(asyncio.create_task(server.serve()))
+    if worker:
+        tasks.append(asyncio.create_task(build_worker(runtime).async_run()))
+    return tasks, server
+
+
+async def _serve(
+    settings: Settings, *, api: bool, worker: bool, clock: Clock | None = None
+) -> None:
+    runtime = await open_runtime(settings, clock=clock)
+    try:
+        tasks, _ = await run_services(runtime, api=api, worker=worker)
+        if api:
+            log.info("dashboard: %s/dashboard", settings.app.public_base_url.rstrip("/"))
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for task in done:
+            task.result()
+    finally:
+        await runtime.aclose()
+
+
+def _open_database(settings: Settings) -> Database:
+    settings.app.data_dir.mkdir(parents=True, exist_ok=True)
+    return Database(settings.database_url)
+
+
+async def _upgrade(settings: Settings) -> None:
+    db = _open_database(settings)
+    try:
+        await upgrade(db.engine)
+    finally:
+        await db.dispose()
+
+
+async def _import(settings: Settings, directory: Path) -> int:
+    db = _open_database(settings)
+    try:
+        await upgrade(db.engine)
+        async with db.transaction() as session:
+            report = await import_directory(session, directory)
+    except DirectoryImportError as error:
+        print(f"import refused, nothing was imported:\n{error}", file=sys.stderr)
+        return 1
+    finally:
+        await db.dispose()
+    print(report.summary())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jiaoying", description="叫应 early-warning dispatcher")
+    parser.add_argument("--config", help="TOML settings file (default: $JIAOYING_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the API and a worker in one process")
+    serve.add_argument("--api-only", action="store_true", help="run the API without a worker")
+    commands.add_parser("worker", help="run a worker (send jobs and the escalation sweep)")
+    db = commands.add_parser("db", help="database maintenance")
+    db.add_argument("action", choices=["upgrade"])
+    imp = commands.add_parser("import", help="import regions/responders/speakers CSV files")
+    imp.add_argument("directory", type=Path)
+    demo = commands.add_parser("demo", help="run a sample county through a red rainstorm warning")
+    demo.add_argument("--speed", type=float, default=10.0, help="demo clock speed (default 10x)")
+    demo.add_argument("--port", type=int, default=None)
+    demo.add_argument("--until-done", action="store_true", help="exit when the ladder is done")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as error:
+        print(f"jiaoying: {error}", file=sys.stderr)
+        return 2
+    _setup_logging(settings)
+    try:
+        if args.command == "serve":
+            asyncio.run(_serve(settings, api=True, worker=not args.api_only))
+        elif args.command == "worker":
+            asyncio.run(_serve(settings, api=False, worker=True))
+        elif args.command == "db":
+            asyncio.run(_upgrade(settings))
+            print("database is at the latest revision")
+        elif args.command == "import":
+            return asyncio.run(_import(settings, args.directory))
+        elif args.command == "demo":
+            from dispatcher.demo import run_demo
+
+            return asyncio.run(
+                run_demo(settings, speed=args.speed, port=args.port, until_done=args.until_done)
+            )
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
