@@ -150,7 +150,8 @@ async def _on_text(
     meaning = meaning_of(event.text)
     calls = await open_calls_of(session, responder_ids)
     if not responder_ids:
-        template, context = "reply_unknown", {}
+        context: dict[str, str] = {}
+        template = "reply_unknown"
     elif not calls:
         template, context = "reply_no_call", {}
     elif meaning is None:
