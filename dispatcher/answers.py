@@ -95,34 +95,24 @@ async def record_answer(
 
 
 async def help_notice(session: AsyncSession, call: Call, now: datetime) -> Attempt | None:
-    from dispatcher.fanout import first_addresses, new_attempt
+    from dispatcher.fanout import sms_notice
     from dispatcher.renderer_access import renderer
 
     responder = await session.get(Responder, call.responder_id)
     if responder is None or responder.supervisor_id is None:
         return None
-    phone = (
-        (await first_addresses(session, [responder.supervisor_id]))
-        .get(responder.supervisor_id, {})
-        .get("phone")
-    )
-    if phone is None:
-        return None
     warning = await session.get(Warning, call.warning_id)
     region = await session.get(Region, call.region_id)
     body = renderer().render("help_notice", responder=responder, region=region, warning=warning)
-    attempt = new_attempt(
-        call=call,
-        warning_id=call.warning_id,
-        responder_id=responder.supervisor_id,
+    return await sms_notice(
+        session,
+        to_responder_id=responder.supervisor_id,
         purpose=AttemptPurpose.NOTICE,
-        channel="sms",
-        address=phone,
-        now=now,
         body=body,
+        warning_id=call.warning_id,
+        call=call,
+        now=now,
     )
-    session.add(attempt)
-    return attempt
 
 
 async def open_calls_of(session: AsyncSession, responder_ids: list[int]) -> list[Call]:

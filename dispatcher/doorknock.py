@@ -8,14 +8,27 @@ in the same region, then the parent's subtree, and so on up to the county.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.audit import record
-from dispatcher.fanout import first_addresses, new_attempt
-from dispatcher.models import Attempt, Broadcast, Call, DoorKnockTask, Region, Responder, Speaker
+from dispatcher.fanout import sms_notice
+from dispatcher.models import (
+    Attempt,
+    Broadcast,
+    Call,
+    DoorKnockTask,
+    Region,
+    Responder,
+    Speaker,
+    Warning,
+)
 from dispatcher.security import make_link_token
+
+if TYPE_CHECKING:
+    from dispatcher.runtime import Runtime
 from dispatcher.vocabulary import AttemptPurpose, CallState, TaskStatus
 
 
@@ -90,20 +103,15 @@ async def _open_task(
 
 
 async def _notify_assignee(
-    runtime,
+    runtime: Runtime,
     session: AsyncSession,
     task: DoorKnockTask,
-    region: Region,  # type: ignore[no-untyped-def]
+    region: Region,
     names: str,
-    warning,
+    warning: Warning | None,
     now: datetime,
 ) -> Attempt | None:
     if task.assignee_id is None:
-        return None
-    phone = (
-        (await first_addresses(session, [task.assignee_id])).get(task.assignee_id, {}).get("phone")
-    )
-    if phone is None:
         return None
     settings = runtime.settings
     body = runtime.renderer.render(
@@ -113,18 +121,15 @@ async def _notify_assignee(
         warning=warning,
         task_url=task_url(settings.app.secret_key, settings.app.public_base_url, task.id),
     )
-    attempt = new_attempt(
-        call=None,
-        warning_id=task.warning_id,
-        responder_id=task.assignee_id,
+    return await sms_notice(
+        session,
+        to_responder_id=task.assignee_id,
         purpose=AttemptPurpose.TASK,
-        channel="sms",
-        address=phone,
-        now=now,
         body=body,
+        warning_id=task.warning_id,
+        call=None,
+        now=now,
     )
-    session.add(attempt)
-    return attempt
 
 
 async def open_silent_task(
@@ -153,8 +158,6 @@ async def open_speaker_task(
     now: datetime,
 ) -> Attempt | None:
     """A speaker that failed: someone must go round with a gong (鸣锣吹哨)."""
-    from dispatcher.models import Warning
-
     speaker = await session.get(Speaker, broadcast.speaker_id)
     assert speaker is not None
     region = await session.get(Region, speaker.region_id)

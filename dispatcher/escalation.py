@@ -16,7 +16,7 @@ from sqlalchemy import or_, select, update
 
 from dispatcher.audit import record
 from dispatcher.doorknock import open_silent_task, open_speaker_task
-from dispatcher.fanout import CONTACT_KIND, first_addresses, new_attempt
+from dispatcher.fanout import call_attempts, first_addresses, sms_notice
 from dispatcher.models import Attempt, Broadcast, Call, Region, Responder, Warning
 from dispatcher.runtime import Runtime
 from dispatcher.vocabulary import (
@@ -88,52 +88,29 @@ async def _apply_step(runtime: Runtime, session, call: Call, now: datetime) -> N
     detail: dict[str, object] = {"step": index + 1, "kind": step.step}
     if step.step == "call_again":
         contacts = (await first_addresses(session, [call.responder_id])).get(call.responder_id, {})
-        for channel in step.channels:
-            address = contacts.get(CONTACT_KIND[channel])
-            if address:
-                session.add(
-                    new_attempt(
-                        call=call,
-                        warning_id=call.warning_id,
-                        responder_id=call.responder_id,
-                        purpose=AttemptPurpose.CALL,
-                        channel=channel,
-                        address=address,
-                        now=now,
-                        try_number=index + 2,
-                    )
-                )
+        session.add_all(call_attempts(call, contacts, step.channels, now, try_number=index + 2))
     elif step.step == "call_backup":
         detail["backup"] = await _call_backup(session, call, responder, policy, now)
     elif step.step == "notify_supervisor":
         detail["supervisor"] = responder.supervisor_id
         if responder.supervisor_id is not None:
-            phone = (
-                (await first_addresses(session, [responder.supervisor_id]))
-                .get(responder.supervisor_id, {})
-                .get("phone")
+            minutes = int((now - call.started_at).total_seconds() // 60)
+            body = runtime.renderer.render(
+                "supervisor_notice",
+                responder=responder,
+                region=region,
+                warning=warning,
+                minutes=minutes,
             )
-            if phone:
-                minutes = int((now - call.started_at).total_seconds() // 60)
-                body = runtime.renderer.render(
-                    "supervisor_notice",
-                    responder=responder,
-                    region=region,
-                    warning=warning,
-                    minutes=minutes,
-                )
-                session.add(
-                    new_attempt(
-                        call=call,
-                        warning_id=call.warning_id,
-                        responder_id=responder.supervisor_id,
-                        purpose=AttemptPurpose.NOTICE,
-                        channel="sms",
-                        address=phone,
-                        now=now,
-                        body=body,
-                    )
-                )
+            await sms_notice(
+                session,
+                to_responder_id=responder.supervisor_id,
+                purpose=AttemptPurpose.NOTICE,
+                body=body,
+                warning_id=call.warning_id,
+                call=call,
+                now=now,
+            )
     elif step.step == "door_knock":
         await open_silent_task(runtime, session, call, warning, now)
         detail["task"] = call.door_knock_task_id
@@ -176,20 +153,7 @@ async def _call_backup(
     session.add(backup_call)
     await session.flush()
     contacts = (await first_addresses(session, [responder.backup_id])).get(responder.backup_id, {})
-    for channel in policy.channels:
-        address = contacts.get(CONTACT_KIND[channel])
-        if address:
-            session.add(
-                new_attempt(
-                    call=backup_call,
-                    warning_id=call.warning_id,
-                    responder_id=responder.backup_id,
-                    purpose=AttemptPurpose.CALL,
-                    channel=channel,
-                    address=address,
-                    now=now,
-                )
-            )
+    session.add_all(call_attempts(backup_call, contacts, policy.channels, now))
     return responder.backup_id
 
 

@@ -73,6 +73,58 @@ def new_attempt(
     )
 
 
+def call_attempts(
+    call: Call, contacts: dict[str, str], channels: list[str], now: datetime, try_number: int = 1
+) -> list[Attempt]:
+    """An attempt per channel for which the responder has a usable contact."""
+    attempts = []
+    for channel in channels:
+        address = contacts.get(CONTACT_KIND[channel])
+        if address:
+            attempts.append(
+                new_attempt(
+                    call=call,
+                    warning_id=call.warning_id,
+                    responder_id=call.responder_id,
+                    purpose=AttemptPurpose.CALL,
+                    channel=channel,
+                    address=address,
+                    now=now,
+                    try_number=try_number,
+                )
+            )
+    return attempts
+
+
+async def sms_notice(
+    session: AsyncSession,
+    *,
+    to_responder_id: int,
+    purpose: str,
+    body: str,
+    warning_id: int | None,
+    call: Call | None,
+    now: datetime,
+) -> Attempt | None:
+    """Queue a text to a responder's first phone (supervisor notice, task hand-over)."""
+    contacts = (await first_addresses(session, [to_responder_id])).get(to_responder_id, {})
+    phone = contacts.get("phone")
+    if phone is None:
+        return None
+    attempt = new_attempt(
+        call=call,
+        warning_id=warning_id,
+        responder_id=to_responder_id,
+        purpose=purpose,
+        channel="sms",
+        address=phone,
+        now=now,
+        body=body,
+    )
+    session.add(attempt)
+    return attempt
+
+
 async def create_calls(
     session: AsyncSession, *, warning: Warning, target: Target, policy: Policy, now: datetime
 ) -> FanoutResult:
@@ -95,20 +147,7 @@ async def create_calls(
     attempts = []
     for call in calls:
         contacts = addresses.get(call.responder_id, {})
-        for channel in policy.channels:
-            address = contacts.get(CONTACT_KIND[channel])
-            if address:
-                attempts.append(
-                    new_attempt(
-                        call=call,
-                        warning_id=warning.id,
-                        responder_id=call.responder_id,
-                        purpose=AttemptPurpose.CALL,
-                        channel=channel,
-                        address=address,
-                        now=now,
-                    )
-                )
+        attempts += call_attempts(call, contacts, policy.channels, now)
     broadcasts = [
         Broadcast(warning_id=warning.id, speaker_id=sid, status=BroadcastStatus.QUEUED, due_at=now)
         for sid in target.speakers
