@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.audit import record
+from dispatcher.messages import Renderer
 from dispatcher.models import Answer, Attempt, Call, Region, Responder, Warning
 from dispatcher.vocabulary import ANSWERABLE_CALL_STATES, AttemptPurpose, AttemptStatus, CallState
 
@@ -46,7 +47,8 @@ async def record_answer(
     now: datetime,
     provider: str | None = None,
     attempt_id: int | None = None,
-    notify: list[Attempt] | None = None,
+    notify: list[Attempt],
+    renderer: Renderer,
 ) -> bool:
     """Record one answer for one call; returns whether the call changed state."""
     session.add(
@@ -76,8 +78,8 @@ async def record_answer(
             )
             .values(status=AttemptStatus.CANCELLED, updated_at=now)
         )
-    if meaning == "help" and call.answer_meaning != "help" and notify is not None:
-        notice = await help_notice(session, call, now)
+    if meaning == "help" and call.answer_meaning != "help":
+        notice = await help_notice(session, call, now, renderer)
         if notice is not None:
             notify.append(notice)
     if first or meaning == "help":
@@ -94,16 +96,17 @@ async def record_answer(
     return changed
 
 
-async def help_notice(session: AsyncSession, call: Call, now: datetime) -> Attempt | None:
+async def help_notice(
+    session: AsyncSession, call: Call, now: datetime, renderer: Renderer
+) -> Attempt | None:
     from dispatcher.fanout import sms_notice
-    from dispatcher.renderer_access import renderer
 
     responder = await session.get(Responder, call.responder_id)
     if responder is None or responder.supervisor_id is None:
         return None
     warning = await session.get(Warning, call.warning_id)
     region = await session.get(Region, call.region_id)
-    body = renderer().render("help_notice", responder=responder, region=region, warning=warning)
+    body = renderer.render("help_notice", responder=responder, region=region, warning=warning)
     return await sms_notice(
         session,
         to_responder_id=responder.supervisor_id,

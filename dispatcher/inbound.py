@@ -31,7 +31,7 @@ from dispatcher.fanout import new_attempt
 from dispatcher.models import Attempt, Broadcast, Call, Contact, Warning
 from dispatcher.phones import try_normalize_phone
 from dispatcher.runtime import Runtime
-from dispatcher.vocabulary import MEANING_LABELS, AttemptPurpose, AttemptStatus, BroadcastStatus
+from dispatcher.vocabulary import MEANING_LABELS, AttemptPurpose, BroadcastStatus
 
 log = logging.getLogger(__name__)
 KEYPRESS = {"1": "received", "2": "help", "received": "received", "help": "help"}
@@ -71,7 +71,7 @@ async def apply_events(runtime: Runtime, events: list[Event], provider: str) -> 
             elif isinstance(event, InboundText):
                 await _on_text(runtime, session, event, provider, now, to_send)
             elif isinstance(event, DirectReply):
-                unmatched += not await _on_direct(session, event, provider, now, to_send)
+                unmatched += not await _on_direct(runtime, session, event, provider, now, to_send)
             elif isinstance(event, PlaybackReport):
                 unmatched += not await _on_playback(runtime, session, event, provider, now)
         await session.flush()
@@ -100,7 +100,12 @@ async def _on_delivery(
 
 
 async def _on_direct(
-    session: AsyncSession, event: DirectReply, provider: str, now: datetime, to_send: list[Attempt]
+    runtime: Runtime,
+    session: AsyncSession,
+    event: DirectReply,
+    provider: str,
+    now: datetime,
+    to_send: list[Attempt],
 ) -> bool:
     attempt = await _attempt_by_ref(session, provider, event.provider_message_id)
     meaning = KEYPRESS.get(event.value)
@@ -122,6 +127,7 @@ async def _on_direct(
         provider=provider,
         attempt_id=attempt.id,
         notify=to_send,
+        renderer=runtime.renderer,
     )
     return True
 
@@ -167,6 +173,7 @@ async def _on_text(
                 now=now,
                 provider=provider,
                 notify=to_send,
+                renderer=runtime.renderer,
             )
         warnings = await session.scalars(
             select(Warning.headline).where(Warning.id.in_({c.warning_id for c in calls}))
@@ -206,6 +213,3 @@ async def _on_playback(
     broadcast.status, broadcast.error_message = BroadcastStatus.FAILED, event.error_message
     await open_speaker_task(runtime, session, broadcast, now)
     return True
-
-
-__all__ = ["AttemptStatus", "apply_events", "process_callback"]

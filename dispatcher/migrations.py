@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
 from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,11 +30,3 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
 
     async with engine.begin() as connection:
         await connection.run_sync(_run)
-
-
-def upgrade_blocking(url: str) -> None:
-    """For the CLI: run the migrations in a private event loop."""
-    asyncio.run(asyncio.to_thread(upgrade_sync, url))
-
-
-__all__ = ["Path", "alembic_config", "upgrade", "upgrade_blocking", "upgrade_sync"]

@@ -12,16 +12,18 @@ from dispatcher.phones import mask_phone
 from dispatcher.vocabulary import CallState, TaskStatus
 
 
-async def warning_summary(session: AsyncSession, warning: Warning) -> dict[str, Any]:
-    states = dict(
-        (
-            await session.execute(
-                select(Call.state, func.count())
-                .where(Call.warning_id == warning.id)
-                .group_by(Call.state)
-            )
-        ).all()
+async def _count_by(
+    session: AsyncSession, key: Any, warning_column: Any, warning_id: int
+) -> dict[str, int]:
+    """{value of key: rows} for one warning's rows."""
+    rows = await session.execute(
+        select(key, func.count()).where(warning_column == warning_id).group_by(key)
     )
+    return {value: count for value, count in rows.all()}
+
+
+async def warning_summary(session: AsyncSession, warning: Warning) -> dict[str, Any]:
+    states = await _count_by(session, Call.state, Call.warning_id, warning.id)
     total = sum(states.values())
     answered = states.get(CallState.ANSWERED, 0)
     help_count = await session.scalar(
@@ -29,24 +31,8 @@ async def warning_summary(session: AsyncSession, warning: Warning) -> dict[str, 
         .select_from(Call)
         .where(Call.warning_id == warning.id, Call.answer_meaning == "help")
     )
-    broadcasts = dict(
-        (
-            await session.execute(
-                select(Broadcast.status, func.count())
-                .where(Broadcast.warning_id == warning.id)
-                .group_by(Broadcast.status)
-            )
-        ).all()
-    )
-    tasks = dict(
-        (
-            await session.execute(
-                select(DoorKnockTask.status, func.count())
-                .where(DoorKnockTask.warning_id == warning.id)
-                .group_by(DoorKnockTask.status)
-            )
-        ).all()
-    )
+    broadcasts = await _count_by(session, Broadcast.status, Broadcast.warning_id, warning.id)
+    tasks = await _count_by(session, DoorKnockTask.status, DoorKnockTask.warning_id, warning.id)
     return {
         "calls": {
             "total": total,

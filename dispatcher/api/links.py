@@ -14,6 +14,12 @@ from dispatcher.security import read_link_token
 from dispatcher.vocabulary import MEANING_LABELS, TASK_STATUS_LABELS, TaskStatus
 
 router = APIRouter(tags=["links"])
+
+
+def message_page(request: Request, title: str, text: str, status: int) -> HTMLResponse:
+    return render_page(request, "message.html", {"title": title, "text": text}, status=status)
+
+
 # Link previews fetch URLs on their own; they must not answer for a person.
 _PREVIEW_AGENTS = ("bot", "preview", "facebookexternalhit", "slack", "whatsapp", "telegram")
 
@@ -21,23 +27,13 @@ _PREVIEW_AGENTS = ("bot", "preview", "facebookexternalhit", "slack", "whatsapp",
 async def _answer(runtime: RuntimeDep, request: Request, token: str, meaning: str) -> HTMLResponse:
     call_id = read_link_token(runtime.settings.app.secret_key, "a", token)
     if call_id is None:
-        return render_page(
-            request,
-            "message.html",
-            {"title": "链接无效", "text": "该确认链接无效或已损坏。"},
-            status=404,
-        )
+        return message_page(request, "链接无效", "该确认链接无效或已损坏。", 404)
     agent = request.headers.get("user-agent", "").lower()
     preview = request.method == "GET" and any(p in agent for p in _PREVIEW_AGENTS)
     async with runtime.db.transaction() as session:
         call = await session.get(Call, call_id, with_for_update=True)
         if call is None:
-            return render_page(
-                request,
-                "message.html",
-                {"title": "链接无效", "text": "未找到对应的预警呼叫。"},
-                status=404,
-            )
+            return message_page(request, "链接无效", "未找到对应的预警呼叫。", 404)
         warning = await session.get(Warning, call.warning_id)
         notices: list = []
         if not preview and warning is not None and warning.state == "active":
@@ -49,6 +45,7 @@ async def _answer(runtime: RuntimeDep, request: Request, token: str, meaning: st
                 raw=f"{request.method} {meaning}",
                 now=runtime.clock.now(),
                 notify=notices,
+                renderer=runtime.renderer,
             )
         await session.flush()
         notice_ids = [n.id for n in notices]
@@ -73,12 +70,7 @@ async def answer_link_post(
     token: str, request: Request, runtime: RuntimeDep, meaning: str = Form("received")
 ) -> HTMLResponse:
     if meaning not in MEANING_LABELS:
-        return render_page(
-            request,
-            "message.html",
-            {"title": "无效操作", "text": "回复只能是“收到”或“求助”。"},
-            status=400,
-        )
+        return message_page(request, "无效操作", "回复只能是“收到”或“求助”。", 400)
     return await _answer(runtime, request, token, meaning)
 
 
@@ -86,19 +78,12 @@ async def answer_link_post(
 async def task_link(token: str, request: Request, runtime: RuntimeDep) -> HTMLResponse:
     task_id = read_link_token(runtime.settings.app.secret_key, "t", token)
     if task_id is None:
-        return render_page(
-            request,
-            "message.html",
-            {"title": "链接无效", "text": "该任务链接无效或已损坏。"},
-            status=404,
-        )
+        return message_page(request, "链接无效", "该任务链接无效或已损坏。", 404)
     status_code = 200
     async with runtime.db.transaction() as session:
         task = await session.get(DoorKnockTask, task_id, with_for_update=True)
         if task is None:
-            return render_page(
-                request, "message.html", {"title": "链接无效", "text": "未找到该任务。"}, status=404
-            )
+            return message_page(request, "链接无效", "未找到该任务。", 404)
         if request.method == "POST":
             form = await request.form()
             status = str(form.get("status", ""))
