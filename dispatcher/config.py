@@ -17,6 +17,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -93,13 +94,23 @@ class ChannelsSettings(_Section):
         return getattr(self, channel)  # type: ignore[no-any-return]
 
 
-StepKind = Literal["call_again", "call_backup", "notify_supervisor", "door_knock"]
+StepKind = Literal["call_again", "call_backup", "notify_supervisor", "door_knock", "notify_up"]
+# Who `notify_up` tells at each region level when the step names no roles.
+NOTIFY_UP_ROLES: dict[str, list[str]] = {
+    "township": ["township_duty", "township_leader"],
+    "county": ["county_duty"],
+}
 
 
 class LadderStep(_Section):
+    """One rung: `step` runs `at_min` minutes after the call's first successful send."""
+
     step: StepKind
     at_min: float = Field(gt=0)
     channels: list[str] = []
+    # notify_up only: the region level to tell (township or county) and, optionally, roles.
+    level: str | None = None
+    roles: list[str] = []
 
     @field_validator("channels")
     @classmethod
@@ -109,12 +120,38 @@ class LadderStep(_Section):
             raise ValueError(f"unknown channel(s) {unknown}; use sms, wechat, voice")
         return value
 
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: list[str]) -> list[str]:
+        unknown = [r for r in value if r not in ROLES]
+        if unknown:
+            raise ValueError(f"unknown role(s) {unknown}; known: {sorted(ROLES)}")
+        return value
+
+    def problem(self) -> str | None:
+        """What is wrong with this step's parameters, if anything."""
+        if self.step == "call_again" and not self.channels:
+            return "call_again needs channels, e.g. channels = ['voice']"
+        if self.step != "call_again" and self.channels:
+            return f"{self.step} takes no channels (only call_again does)"
+        if self.step == "notify_up":
+            if self.level not in NOTIFY_UP_ROLES:
+                return f"notify_up needs level = 'township' or 'county', not {self.level!r}"
+        elif self.level is not None or self.roles:
+            return f"{self.step} takes no level or roles (only notify_up does)"
+        return None
+
+    def notify_roles(self) -> list[str]:
+        return self.roles or NOTIFY_UP_ROLES.get(self.level or "", [])
+
 
 class Policy(_Section):
     channels: list[str]
     answer_within_min: float = Field(gt=0)
     roles: list[str] = []
     ladder: list[LadderStep]
+    # A door-knock task nobody accepted within this many minutes goes to the supervisor.
+    task_accept_within_min: float = Field(15, gt=0)
 
     @field_validator("channels")
     @classmethod
@@ -141,10 +178,18 @@ class Policy(_Section):
             raise ValueError("ladder steps must have strictly increasing at_min")
         if times and times[0] < self.answer_within_min:
             raise ValueError("the first ladder step cannot come before answer_within_min")
-        for step in self.ladder:
-            if step.step == "call_again" and not step.channels:
-                raise ValueError("call_again needs channels, e.g. channels = ['voice']")
+        for number, step in enumerate(self.ladder, start=1):
+            if problem := step.problem():
+                raise ValueError(f"ladder step {number} ({step.step}): {problem}")
+        if [s.step for s in self.ladder].count("door_knock") > 1:
+            raise ValueError("a ladder has at most one door_knock step")
         return self
+
+    def door_knock_index(self) -> int | None:
+        for index, step in enumerate(self.ladder):
+            if step.step == "door_knock":
+                return index
+        return None
 
 
 def _step(kind: StepKind, at_min: float, channels: list[str] | None = None) -> LadderStep:
@@ -161,6 +206,7 @@ DEFAULT_POLICIES: dict[str, Policy] = {
             _step("notify_supervisor", 15),
             _step("door_knock", 20),
         ],
+        task_accept_within_min=10,
     ),
     "orange": Policy(
         channels=["sms", "wechat", "voice"],
@@ -212,6 +258,45 @@ class SimulatedProviderSettings(_Section):
         return self
 
 
+class QuietHoursSettings(_Section):
+    """Night hours in which low-level warnings wait for the morning (never red or orange)."""
+
+    levels: list[str] = []
+    start: str = "22:00"
+    end: str = "07:00"
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("levels")
+    @classmethod
+    def _low_levels_only(cls, value: list[str]) -> list[str]:
+        unknown = [level for level in value if level not in LEVELS]
+        if unknown:
+            raise ValueError(f"unknown level(s) {unknown}; levels are {list(LEVELS)}")
+        urgent = [level for level in value if level in ("red", "orange")]
+        if urgent:
+            raise ValueError(f"{urgent}: red and orange warnings are never deferred")
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        hours, _, minutes = value.partition(":")
+        if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
+            raise ValueError(f"{value!r} is not a time of day like '07:00'")
+        if int(hours) > 23 or int(minutes) > 59:
+            raise ValueError(f"{value!r} is not a time of day like '07:00'")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
 class ProvidersSettings(_Section):
     simulated: SimulatedProviderSettings = SimulatedProviderSettings()
 
@@ -227,6 +312,7 @@ class Settings(_Section):
     channels: ChannelsSettings = ChannelsSettings()
     providers: ProvidersSettings = ProvidersSettings()
     policies: dict[str, Policy] = DEFAULT_POLICIES
+    quiet_hours: QuietHoursSettings = QuietHoursSettings()
 
     @field_validator("policies")
     @classmethod

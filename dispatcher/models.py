@@ -3,8 +3,10 @@
 Directory: `Region` (the place tree, with a materialised `path` of codes for subtree
 queries), `Responder` with `Contact`s and `Duty`s, `Speaker`.
 Warnings: `Warning`, its `Call`s (one per responder), each call's `Attempt`s (one try on
-one channel) and `Answer`s, the warning's `Broadcast`s, `DoorKnockTask`s and
-`AuditEvent`s. The Alembic migration in `alembic/versions/` creates exactly these.
+one channel) and `Answer`s (every status change), the warning's `Broadcast`s,
+`DoorKnockTask`s (with the `Household`s they visit, `TaskHousehold`), the `LadderNotice`s
+waiting to go out as digests, the `InboxMessage`s nobody's call took, and `AuditEvent`s.
+The Alembic migrations in `alembic/versions/` create exactly these.
 """
 
 from __future__ import annotations
@@ -168,7 +170,14 @@ class Call(Base):
     started_at: Mapped[datetime]
     next_step_at: Mapped[datetime | None]
     answered_at: Mapped[datetime | None]
+    # The latest status (received | help | on_duty | evacuated); `answers` holds every change.
     answer_meaning: Mapped[str | None] = mapped_column(String(16))
+    evacuated: Mapped[int | None] = mapped_column(Integer)
+    status_at: Mapped[datetime | None]
+    # Short answer code within the responder's open calls ("K7"): `1 K7` answers this one.
+    code: Mapped[str | None] = mapped_column(String(8))
+    # First send a provider accepted: the ladder's clock starts here, not at the warning.
+    delivered_at: Mapped[datetime | None]
     door_knock_task_id: Mapped[int | None] = mapped_column(ForeignKey("door_knock_tasks.id"))
 
     warning: Mapped[Warning] = relationship()
@@ -216,6 +225,11 @@ class Answer(Base):
     provider: Mapped[str | None] = mapped_column(String(32))
     raw: Mapped[str] = mapped_column(Text)
     meaning: Mapped[str] = mapped_column(String(16))
+    people: Mapped[int | None] = mapped_column(Integer)  # 4 N: N people evacuated
+    # Set when a supervisor recorded the answer by hand: who, and how they learnt it.
+    recorded_by: Mapped[str | None] = mapped_column(String(100))
+    method: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime]
 
 
@@ -251,11 +265,78 @@ class DoorKnockTask(Base):
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("responders.id"))
     status: Mapped[str] = mapped_column(String(16))
     notes: Mapped[str] = mapped_column(Text, default="")
+    # Short code within the assignee's open tasks: `完成 K7` finishes this one by SMS.
+    code: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    # Not accepted by then: the supervisor is told (once, at escalated_at).
+    escalate_at: Mapped[datetime | None] = mapped_column(index=True)
+    escalated_at: Mapped[datetime | None]
 
     region: Mapped[Region] = relationship()
     assignee: Mapped[Responder | None] = relationship()
+
+
+class Household(Base):
+    """A household to check on a door-knock round (`households.csv`)."""
+
+    __tablename__ = "households"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), unique=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"), index=True)
+    address: Mapped[str] = mapped_column(String(200))
+    people: Mapped[int] = mapped_column(Integer, default=1)
+    flags: Mapped[list[Any]] = mapped_column(JSON, default=list)  # e.g. ["独居老人"]
+
+    region: Mapped[Region] = relationship()
+
+
+class TaskHousehold(Base):
+    """What the door-knocker found at one household: reached, not home, evacuated."""
+
+    __tablename__ = "task_households"
+    __table_args__ = (UniqueConstraint("task_id", "household_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("door_knock_tasks.id"), index=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"))
+    mark: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime]
+
+
+class LadderNotice(Base):
+    """A silent call someone up the line must hear about; sent as one digest per person."""
+
+    __tablename__ = "ladder_notices"
+    __table_args__ = (
+        UniqueConstraint("call_id", "kind", "recipient_id"),
+        Index("ix_ladder_notices_pending", "sent_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # supervisor | up
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("responders.id"))
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    attempt_id: Mapped[int | None] = mapped_column(ForeignKey("attempts.id"))
+
+
+class InboxMessage(Base):
+    """An SMS nobody's open call could take: kept for supervisors, never dropped."""
+
+    __tablename__ = "inbox_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    phone: Mapped[str] = mapped_column(String(32))
+    responder_id: Mapped[int | None] = mapped_column(ForeignKey("responders.id"))
+    text: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(String(16))  # unknown_number | no_open_call | unclear
+    provider: Mapped[str | None] = mapped_column(String(32))
 
 
 class AuditEvent(Base):

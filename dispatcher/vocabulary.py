@@ -100,11 +100,49 @@ TASK_STATUS_LABELS: dict[str, str] = {
 
 
 class Meaning(StrEnum):
-    RECEIVED = "received"
-    HELP = "help"
+    """A responder's status during a warning; it may move on, each change is kept."""
+
+    RECEIVED = "received"  # 1 收到
+    HELP = "help"  # 2 求助: an answer and an alert to the supervisor
+    ON_DUTY = "on_duty"  # 3 已部署: on duty, measures in place
+    EVACUATED = "evacuated"  # 4 N 已转移 N 人
 
 
-MEANING_LABELS: dict[str, str] = {"received": "收到", "help": "求助"}
+MEANING_LABELS: dict[str, str] = {
+    "received": "收到",
+    "help": "求助",
+    "on_duty": "已部署",
+    "evacuated": "已转移",
+}
+
+
+def status_label(meaning: str | None, people: int | None = None) -> str:
+    """'已转移12人', '收到', or '' for no answer yet."""
+    if meaning is None:
+        return ""
+    label = MEANING_LABELS.get(meaning, meaning)
+    if meaning == Meaning.EVACUATED and people is not None:
+        return f"{label}{people}人"
+    return label
+
+
+class HouseholdMark(StrEnum):
+    REACHED = "reached"
+    NOT_HOME = "not_home"
+    EVACUATED = "evacuated"
+
+
+HOUSEHOLD_MARK_LABELS: dict[str, str] = {
+    "reached": "已告知",
+    "not_home": "无人在家",
+    "evacuated": "已转移",
+}
+
+ANSWER_METHOD_LABELS: dict[str, str] = {
+    "phone": "电话核实",
+    "in_person": "当面核实",
+    "other": "其他方式",
+}
 
 CHANNEL_LABELS: dict[str, str] = {
     "sms": "短信",
@@ -112,4 +150,5 @@ CHANNEL_LABELS: dict[str, str] = {
     "voice": "语音电话",
     "speaker": "应急广播",
     "link": "链接",
+    "manual": "人工登记",
 }
