@@ -1,55 +1,131 @@
-"""The escalation ladder and the sweep that drives it.
+"""The sweep: the periodic job that moves every ladder on (safe in every worker).
 
-Each open call holds `next_step_at`. The sweep (an arq cron job, safe in every worker)
-takes the due calls in bulk (`FOR UPDATE SKIP LOCKED` on PostgreSQL), applies the next
-step of the level's ladder, and schedules the one after. It also re-enqueues attempts
-and broadcasts that are due but not in flight, and fails speakers that never confirmed.
+Each phase is its own transaction and locks what it takes (`FOR UPDATE SKIP LOCKED` on
+PostgreSQL), so a worker killed mid-sweep leaves nothing half done: its transaction rolls
+back and the next sweep, in any worker, does the work once. The phases, in order:
+
+1. calls that could not be delivered on any channel jump to the door-knock step;
+2. due calls of active warnings take their next ladder step (`dispatcher.ladder`), and new
+   door-knock tasks are handed to their assignees;
+3. queued supervisor / next-level notices go out, one digest per person;
+4. door-knock tasks nobody accepted in time go to the supervisor;
+5. speakers that never confirmed playback are failed; due sends are re-enqueued.
+
+Nothing here acts on a call or warning that is no longer open (answered, cancelled,
+expired): every query filters on the warning's and the call's state.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 
 from dispatcher.audit import record
-from dispatcher.doorknock import open_silent_task, open_speaker_task
-from dispatcher.fanout import call_attempts, first_addresses, sms_notice
-from dispatcher.models import Attempt, Broadcast, Call, Region, Responder, Warning
+from dispatcher.digests import escalate_tasks, send_digests
+from dispatcher.doorknock import notify_assignee, open_speaker_task
+from dispatcher.ladder import StepBatch, apply_step, undeliverable_target
+from dispatcher.models import Attempt, Broadcast, Call, Warning
 from dispatcher.runtime import Runtime
 from dispatcher.vocabulary import (
+    LEVELS,
     OPEN_CALL_STATES,
     AttemptPurpose,
     AttemptStatus,
     BroadcastStatus,
-    CallState,
 )
 
 log = logging.getLogger(__name__)
+# A call with a send in one of these may still get through (a robocall nobody picked up,
+# no_answer or busy, did not).
+LIVE_ATTEMPT_STATES = (
+    AttemptStatus.QUEUED,
+    AttemptStatus.SENDING,
+    AttemptStatus.SENT,
+    AttemptStatus.DELIVERED,
+)
 
 
 @dataclass
 class SweepReport:
+    undeliverable: int = 0
     steps: int = 0
+    digests: int = 0
+    tasks_escalated: int = 0
     requeued: int = 0
     speakers_failed: int = 0
 
 
 async def sweep(runtime: Runtime) -> SweepReport:
     report = SweepReport()
+    report.undeliverable = await _jump_undeliverable(runtime)
     report.steps = await _apply_due_steps(runtime)
+    report.digests = await send_digests(runtime)
+    report.tasks_escalated = await escalate_tasks(runtime)
     report.speakers_failed = await _fail_silent_speakers(runtime)
     report.requeued = await _requeue(runtime)
-    if report.steps or report.requeued or report.speakers_failed:
+    if any(vars(report).values()):
         log.info("sweep: %s", report)
     return report
 
 
+async def _jump_undeliverable(runtime: Runtime) -> int:
+    """Calls no channel could deliver go straight to door-knocking (nothing else will work).
+
+    Undeliverable: no send of the call is queued, in flight, accepted or delivered (every
+    one failed, or the person has no usable contact), and it has not reached that step.
+    """
+    now = runtime.clock.now()
+    targets = {level: undeliverable_target(runtime.settings.policy_for(level)) for level in LEVELS}
+    behind = [
+        and_(Warning.level == level, Call.escalation_step < target)
+        for level, target in targets.items()
+        if target is not None
+    ]
+    if not behind:
+        return 0
+    live = exists().where(
+        Attempt.call_id == Call.id,
+        Attempt.purpose == AttemptPurpose.CALL,
+        Attempt.status.in_(LIVE_ATTEMPT_STATES),
+    )
+    async with runtime.db.transaction() as session:
+        rows = (
+            await session.execute(
+                select(Call, Warning.level)
+                .join(Warning, Warning.id == Call.warning_id)
+                .where(
+                    Call.state.in_(OPEN_CALL_STATES),
+                    Warning.state == "active",
+                    or_(*behind),
+                    ~live,
+                )
+                .order_by(Call.id)
+                .limit(runtime.settings.worker.sweep_batch)
+                .with_for_update(skip_locked=True, of=Call)
+            )
+        ).all()
+        for call, level in rows:
+            target = targets[level]
+            assert target is not None
+            call.escalation_step = target
+            call.next_step_at = now
+            record(
+                session,
+                now,
+                "call.undeliverable",
+                warning_id=call.warning_id,
+                call_id=call.id,
+                detail={"jump_to_step": target + 1},
+            )
+        return len(rows)
+
+
 async def _apply_due_steps(runtime: Runtime) -> int:
     applied = 0
-    batch = runtime.settings.worker.sweep_batch
+    size = runtime.settings.worker.sweep_batch
     while True:
         now = runtime.clock.now()
         async with runtime.db.transaction() as session:
@@ -62,99 +138,20 @@ async def _apply_due_steps(runtime: Runtime) -> int:
                         Call.next_step_at <= now,
                         Warning.state == "active",
                     )
-                    .order_by(Call.next_step_at)
-                    .limit(batch)
+                    .order_by(Call.next_step_at, Call.id)
+                    .limit(size)
                     .with_for_update(skip_locked=True, of=Call)
                 )
             )
+            batch = StepBatch()
             for call in calls:
-                await _apply_step(runtime, session, call, now)
-            applied += len(calls)
-        if len(calls) < batch:
+                await apply_step(runtime, session, call, now, batch)
+            await session.flush()
+            for task in batch.new_tasks.values():
+                await notify_assignee(runtime, session, task, now)
+            applied += batch.applied
+        if len(calls) < size:
             return applied
-
-
-async def _apply_step(runtime: Runtime, session, call: Call, now: datetime) -> None:  # type: ignore[no-untyped-def]
-    warning = await session.get(Warning, call.warning_id)
-    policy = runtime.settings.policy_for(warning.level)
-    ladder = policy.ladder
-    index = call.escalation_step
-    if index >= len(ladder):
-        call.state, call.next_step_at = CallState.UNANSWERED, None
-        return
-    step = ladder[index]
-    responder = await session.get(Responder, call.responder_id)
-    region = await session.get(Region, call.region_id)
-    detail: dict[str, object] = {"step": index + 1, "kind": step.step}
-    if step.step == "call_again":
-        contacts = (await first_addresses(session, [call.responder_id])).get(call.responder_id, {})
-        session.add_all(call_attempts(call, contacts, step.channels, now, try_number=index + 2))
-    elif step.step == "call_backup":
-        detail["backup"] = await _call_backup(session, call, responder, policy, now)
-    elif step.step == "notify_supervisor":
-        detail["supervisor"] = responder.supervisor_id
-        if responder.supervisor_id is not None:
-            minutes = int((now - call.started_at).total_seconds() // 60)
-            body = runtime.renderer.render(
-                "supervisor_notice",
-                responder=responder,
-                region=region,
-                warning=warning,
-                minutes=minutes,
-            )
-            await sms_notice(
-                session,
-                to_responder_id=responder.supervisor_id,
-                purpose=AttemptPurpose.NOTICE,
-                body=body,
-                warning_id=call.warning_id,
-                call=call,
-                now=now,
-            )
-    elif step.step == "door_knock":
-        await open_silent_task(runtime, session, call, warning, now)
-        detail["task"] = call.door_knock_task_id
-    call.escalation_step = index + 1
-    if index + 1 < len(ladder):
-        call.state = CallState.ESCALATED
-        wait = ladder[index + 1].at_min - step.at_min
-        call.next_step_at = now + timedelta(minutes=wait)
-    else:
-        call.state, call.next_step_at = CallState.UNANSWERED, None
-    record(
-        session, now, "call.escalated", warning_id=call.warning_id, call_id=call.id, detail=detail
-    )
-
-
-async def _call_backup(
-    session, call: Call, responder: Responder, policy, now: datetime
-) -> int | None:  # type: ignore[no-untyped-def]
-    """Call the backup too; their answer never stands for the silent person's."""
-    if call.origin == "backup" or responder.backup_id is None:
-        return None
-    existing = await session.scalar(
-        select(Call).where(
-            Call.warning_id == call.warning_id, Call.responder_id == responder.backup_id
-        )
-    )
-    if existing is not None:
-        return responder.backup_id
-    first = timedelta(minutes=policy.ladder[0].at_min)
-    backup_call = Call(
-        warning_id=call.warning_id,
-        responder_id=responder.backup_id,
-        region_id=call.region_id,
-        origin="backup",
-        backup_for_call_id=call.id,
-        state=CallState.PENDING,
-        started_at=now,
-        next_step_at=now + first,
-    )
-    session.add(backup_call)
-    await session.flush()
-    contacts = (await first_addresses(session, [responder.backup_id])).get(responder.backup_id, {})
-    session.add_all(call_attempts(backup_call, contacts, policy.channels, now))
-    return responder.backup_id
 
 
 async def _fail_silent_speakers(runtime: Runtime) -> int:

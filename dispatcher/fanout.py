@@ -1,21 +1,28 @@
 """Warning to calls to attempts: who gets called on which channel.
 
-`create_calls` writes one call per targeted responder, a first attempt per channel of the
-level's policy for which the responder has a contact, and a broadcast per speaker, all in
-the caller's transaction. The caller enqueues the jobs after commit; if that enqueue is
-lost, the sweep finds the attempts due and enqueues them again.
+`create_calls` writes one call per targeted responder (with its short answer code), a
+first attempt per channel of the level's policy for which the responder has a contact,
+and a broadcast per speaker, all in the caller's transaction. The ladder's clock starts
+when a provider first accepts one of the call's sends (`dispatcher.ladder`), so calls
+start with no `next_step_at`; a low-level warning in quiet hours is sent when they end.
+The caller enqueues the jobs after commit; if that enqueue is lost, the sweep finds the
+attempts due and enqueues them again.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatcher.config import Policy
+from dispatcher.codes import pick_code
+from dispatcher.config import Policy, QuietHoursSettings
 from dispatcher.models import Attempt, Broadcast, Call, Contact, Warning
+from dispatcher.quiet_hours import defer
 from dispatcher.targeting import Target
 from dispatcher.vocabulary import AttemptPurpose, AttemptStatus, BroadcastStatus, CallState
 
@@ -125,11 +132,69 @@ async def sms_notice(
     return attempt
 
 
+async def notices(
+    session: AsyncSession,
+    *,
+    to_responder_id: int,
+    purpose: str,
+    body: str,
+    warning_id: int | None,
+    now: datetime,
+) -> list[Attempt]:
+    """Queue a text to a responder's first phone and WeCom account (a task hand-over)."""
+    contacts = (await first_addresses(session, [to_responder_id])).get(to_responder_id, {})
+    attempts = [
+        new_attempt(
+            call=None,
+            warning_id=warning_id,
+            responder_id=to_responder_id,
+            purpose=purpose,
+            channel=channel,
+            address=contacts[CONTACT_KIND[channel]],
+            now=now,
+            body=body,
+        )
+        for channel in ("sms", "wechat")
+        if CONTACT_KIND[channel] in contacts
+    ]
+    session.add_all(attempts)
+    return attempts
+
+
+async def assign_codes(session: AsyncSession, calls: Sequence[Call]) -> None:
+    """Give each call a short code unique among its responder's calls of live warnings."""
+    responder_ids = sorted({call.responder_id for call in calls})
+    taken: dict[int, set[str]] = defaultdict(set)
+    for start in range(0, len(responder_ids), 500):
+        rows = await session.execute(
+            select(Call.responder_id, Call.code)
+            .join(Warning, Warning.id == Call.warning_id)
+            .where(
+                Call.responder_id.in_(responder_ids[start : start + 500]),
+                Warning.state == "active",
+                Call.code.is_not(None),
+            )
+        )
+        for responder_id, code in rows:
+            taken[responder_id].add(code or "")
+    for call in calls:
+        code = pick_code(call.id, taken[call.responder_id])
+        call.code = code
+        taken[call.responder_id].add(code)
+
+
 async def create_calls(
-    session: AsyncSession, *, warning: Warning, target: Target, policy: Policy, now: datetime
+    session: AsyncSession,
+    *,
+    warning: Warning,
+    target: Target,
+    policy: Policy,
+    now: datetime,
+    quiet: QuietHoursSettings | None = None,
 ) -> FanoutResult:
     result = FanoutResult()
-    first_step = timedelta(minutes=policy.ladder[0].at_min) if policy.ladder else None
+    # A low-level warning at night waits for the morning when configured (never red/orange).
+    send_at = defer(quiet, warning.level, now) if quiet is not None else now
     calls = [
         Call(
             warning_id=warning.id,
@@ -137,19 +202,22 @@ async def create_calls(
             region_id=region_id,
             state=CallState.PENDING,
             started_at=now,
-            next_step_at=now + first_step if first_step else None,
+            next_step_at=None,
         )
         for responder_id, region_id in sorted(target.responders.items())
     ]
     session.add_all(calls)
     await session.flush()
+    await assign_codes(session, calls)
     addresses = await first_addresses(session, [c.responder_id for c in calls])
     attempts = []
     for call in calls:
         contacts = addresses.get(call.responder_id, {})
-        attempts += call_attempts(call, contacts, policy.channels, now)
+        attempts += call_attempts(call, contacts, policy.channels, send_at)
     broadcasts = [
-        Broadcast(warning_id=warning.id, speaker_id=sid, status=BroadcastStatus.QUEUED, due_at=now)
+        Broadcast(
+            warning_id=warning.id, speaker_id=sid, status=BroadcastStatus.QUEUED, due_at=send_at
+        )
         for sid in target.speakers
     ]
     session.add_all(attempts)

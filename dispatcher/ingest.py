@@ -162,7 +162,12 @@ async def _store(
             if not target.responders and not target.speakers:
                 notes.append("no responders or speakers in the targeted regions")
             fanned = await create_calls(
-                session, warning=warning, target=target, policy=policy, now=now
+                session,
+                warning=warning,
+                target=target,
+                policy=policy,
+                now=now,
+                quiet=runtime.settings.quiet_hours,
             )
             attempt_ids, broadcast_ids = fanned.attempt_ids, fanned.broadcast_ids
             calls = len(fanned.call_ids)

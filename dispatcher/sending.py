@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from channels.base import Channel, Message, SendError
 from dispatcher.audit import record
 from dispatcher.fanout import new_attempt
+from dispatcher.ladder import note_delivery
 from dispatcher.models import Attempt, Broadcast, Call, Contact, Speaker, Warning
 from dispatcher.runtime import Runtime
 from dispatcher.security import make_link_token
@@ -56,6 +57,7 @@ async def _claim_attempt(runtime: Runtime, attempt_id: int) -> Message | None:
                 warning=warning,
                 minutes=int(policy.answer_within_min),
                 answer_url=answer_url(runtime, call.id),
+                code=call.code,
             )
             attempt.body = body
             if call.state == CallState.PENDING:
@@ -99,6 +101,7 @@ async def send_attempt(runtime: Runtime, attempt_id: int) -> str:
         if error is None:
             attempt.status, attempt.sent_at = AttemptStatus.SENT, now
             attempt.provider_message_id = provider_id
+            await note_delivery(session, runtime.settings, attempt, now)
             return "sent"
         attempt.status = AttemptStatus.FAILED
         attempt.error_code, attempt.error_message = error.code, error.message
