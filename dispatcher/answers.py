@@ -1,14 +1,16 @@
-"""Turning a reply, a keypress or a tap into an answer, and recording it.
+"""Recording answers: every status change of a call, with its channel, raw text and time.
 
-`meaning_of("收到")` -> received; `"2"`/`"求助"` -> help; anything unclear -> None, and the
-sender gets a helpful text instead of an error. An answer stops the ladder, cancels the
-call's still-queued attempts, and a help answer tells the supervisor at once.
+A responder's status can move on during a warning (收到 → 已部署 → 已转移 N 人, or 求助 at
+any point): each change is a row in `answers`, and the call holds the latest. The first
+answer stops the ladder and cancels the call's still-queued attempts; a late answer (after
+door-knocking started) is recorded the same way and the task stays open. A help request
+tells the supervisor at once. Supervisors may record an answer by hand (`recorded_by`,
+`method`), kept apart from answers the responder gave. Reading reply text is in
+`dispatcher.replies`.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -17,24 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatcher.audit import record
 from dispatcher.messages import Renderer
 from dispatcher.models import Answer, Attempt, Call, Region, Responder, Warning
-from dispatcher.vocabulary import ANSWERABLE_CALL_STATES, AttemptPurpose, AttemptStatus, CallState
+from dispatcher.replies import meaning_of
+from dispatcher.vocabulary import (
+    ANSWERABLE_CALL_STATES,
+    AttemptPurpose,
+    AttemptStatus,
+    CallState,
+    Meaning,
+)
 
-RECEIVED_WORDS = {"1", "收到", "已收到", "确认", "ok", "好", "好的", "明白", "y", "yes", "received"}
-HELP_WORDS = {"2", "求助", "需要支援", "help"}
-_STRIP = re.compile(r"[\s\.,;:!?，。；：！？、~\-…]+")
-
-
-def meaning_of(raw: str) -> str | None:
-    text = unicodedata.normalize("NFKC", raw).strip().lower()
-    if not text:
-        return None
-    first = _STRIP.split(text)[0] or text
-    for candidate in (_STRIP.sub("", text), first):
-        if candidate in HELP_WORDS or candidate.startswith("求助"):
-            return "help"
-        if candidate in RECEIVED_WORDS:
-            return "received"
-    return None
+__all__ = ["help_notice", "meaning_of", "open_calls_of", "record_answer"]
 
 
 async def record_answer(
@@ -47,10 +41,14 @@ async def record_answer(
     now: datetime,
     provider: str | None = None,
     attempt_id: int | None = None,
+    people: int | None = None,
+    recorded_by: str | None = None,
+    method: str | None = None,
+    note: str | None = None,
     notify: list[Attempt],
     renderer: Renderer,
 ) -> bool:
-    """Record one answer for one call; returns whether the call changed state."""
+    """Record one status change for one call; returns whether the call changed."""
     session.add(
         Answer(
             call_id=call.id,
@@ -60,11 +58,19 @@ async def record_answer(
             provider=provider,
             raw=raw[:500],
             meaning=meaning,
+            people=people if meaning == Meaning.EVACUATED else None,
+            recorded_by=recorded_by,
+            method=method,
+            note=note,
             at=now,
         )
     )
-    changed = call.state in ANSWERABLE_CALL_STATES or call.answer_meaning != meaning
-    first = call.answered_at is None
+    changed = (
+        call.state in ANSWERABLE_CALL_STATES
+        or call.answer_meaning != meaning
+        or (meaning == Meaning.EVACUATED and call.evacuated != people)
+    )
+    late = call.state == CallState.UNANSWERED or call.door_knock_task_id is not None
     if call.state in ANSWERABLE_CALL_STATES:
         call.state = CallState.ANSWERED
         call.answered_at = now
@@ -78,20 +84,26 @@ async def record_answer(
             )
             .values(status=AttemptStatus.CANCELLED, updated_at=now)
         )
-    if meaning == "help" and call.answer_meaning != "help":
+    if meaning == Meaning.HELP and call.answer_meaning != Meaning.HELP:
         notice = await help_notice(session, call, now, renderer)
         if notice is not None:
             notify.append(notice)
-    if first or meaning == "help":
-        call.answer_meaning = meaning
+    call.answer_meaning, call.status_at = meaning, now
+    if meaning == Meaning.EVACUATED:
+        call.evacuated = people
+    detail: dict[str, object] = {"meaning": meaning, "channel": channel}
+    if people is not None:
+        detail["people"] = people
+    if late:
+        detail["late"] = True
     record(
         session,
         now,
         "call.answered",
         warning_id=call.warning_id,
         call_id=call.id,
-        actor=f"responder:{call.responder_id}",
-        detail={"meaning": meaning, "channel": channel},
+        actor=f"supervisor:{recorded_by}" if recorded_by else f"responder:{call.responder_id}",
+        detail=detail,
     )
     return changed
 

@@ -24,17 +24,24 @@ from channels.base import (
     InboundText,
     PlaybackReport,
 )
-from dispatcher.answers import meaning_of, open_calls_of, record_answer
-from dispatcher.audit import record
+from dispatcher.answers import record_answer
 from dispatcher.doorknock import open_speaker_task
-from dispatcher.fanout import new_attempt
-from dispatcher.models import Attempt, Broadcast, Call, Contact, Warning
-from dispatcher.phones import try_normalize_phone
+from dispatcher.ladder import note_delivery
+from dispatcher.models import Attempt, Broadcast, Call, Warning
 from dispatcher.runtime import Runtime
-from dispatcher.vocabulary import MEANING_LABELS, AttemptPurpose, BroadcastStatus
+from dispatcher.text_replies import handle_text
+from dispatcher.vocabulary import AttemptStatus, BroadcastStatus
 
 log = logging.getLogger(__name__)
-KEYPRESS = {"1": "received", "2": "help", "received": "received", "help": "help"}
+# Keypresses on a robocall and buttons on a WeCom card.
+KEYPRESS = {
+    "1": "received",
+    "2": "help",
+    "3": "on_duty",
+    "received": "received",
+    "help": "help",
+    "on_duty": "on_duty",
+}
 
 
 async def process_callback(
@@ -67,9 +74,9 @@ async def apply_events(runtime: Runtime, events: list[Event], provider: str) -> 
         now = runtime.clock.now()
         for event in events:
             if isinstance(event, DeliveryReport):
-                unmatched += not await _on_delivery(session, event, provider, now)
+                unmatched += not await _on_delivery(runtime, session, event, provider, now)
             elif isinstance(event, InboundText):
-                await _on_text(runtime, session, event, provider, now, to_send)
+                await handle_text(runtime, session, event, provider, now, to_send)
             elif isinstance(event, DirectReply):
                 unmatched += not await _on_direct(runtime, session, event, provider, now, to_send)
             elif isinstance(event, PlaybackReport):
@@ -87,7 +94,7 @@ async def _attempt_by_ref(session: AsyncSession, provider: str, ref: str) -> Att
 
 
 async def _on_delivery(
-    session: AsyncSession, event: DeliveryReport, provider: str, now: datetime
+    runtime: Runtime, session: AsyncSession, event: DeliveryReport, provider: str, now: datetime
 ) -> bool:
     attempt = await _attempt_by_ref(session, provider, event.provider_message_id)
     if attempt is None:
@@ -96,6 +103,8 @@ async def _on_delivery(
     attempt.status, attempt.updated_at = event.status, now
     attempt.error_code = event.error_code or attempt.error_code
     attempt.error_message = event.error_message or attempt.error_message
+    if event.status in (AttemptStatus.SENT, AttemptStatus.DELIVERED):
+        await note_delivery(session, runtime.settings, attempt, now)
     return True
 
 
@@ -117,6 +126,10 @@ async def _on_direct(
         return True
     call = await session.get(Call, attempt.call_id, with_for_update=True)
     assert call is not None
+    warning = await session.get(Warning, call.warning_id)
+    if warning is None or warning.state != "active":
+        log.info("%s for call %s of a warning no longer active; ignored", event.kind, call.id)
+        return True
     await record_answer(
         session,
         call=call,
@@ -130,68 +143,6 @@ async def _on_direct(
         renderer=runtime.renderer,
     )
     return True
-
-
-async def _on_text(
-    runtime: Runtime,
-    session: AsyncSession,
-    event: InboundText,
-    provider: str,
-    now: datetime,
-    to_send: list[Attempt],
-) -> None:
-    phone = try_normalize_phone(event.sender) or event.sender
-    responder_ids = list(
-        await session.scalars(
-            select(Contact.responder_id).where(Contact.kind == "phone", Contact.value == phone)
-        )
-    )
-    record(
-        session,
-        now,
-        "sms.inbound",
-        actor=f"phone:{phone[-4:]}",
-        detail={"text": event.text[:200], "known": bool(responder_ids)},
-    )
-    meaning = meaning_of(event.text)
-    calls = await open_calls_of(session, responder_ids)
-    if not responder_ids:
-        context: dict[str, str] = {}
-        template = "reply_unknown"
-    elif not calls:
-        template, context = "reply_no_call", {}
-    elif meaning is None:
-        template, context = "reply_unclear", {}
-    else:
-        for call in calls:
-            await record_answer(
-                session,
-                call=call,
-                meaning=meaning,
-                channel="sms",
-                raw=event.text,
-                now=now,
-                provider=provider,
-                notify=to_send,
-                renderer=runtime.renderer,
-            )
-        warnings = await session.scalars(
-            select(Warning.headline).where(Warning.id.in_({c.warning_id for c in calls}))
-        )
-        template = "reply_thanks"
-        context = {"meaning": MEANING_LABELS[meaning], "headlines": "、".join(warnings)}
-    reply = new_attempt(
-        call=None,
-        warning_id=None,
-        responder_id=responder_ids[0] if responder_ids else None,
-        purpose=AttemptPurpose.REPLY,
-        channel="sms",
-        address=phone,
-        now=now,
-        body=runtime.renderer.render(template, **context),
-    )
-    session.add(reply)
-    to_send.append(reply)
 
 
 async def _on_playback(

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy import select
 
 from dispatcher.answers import record_answer
 from dispatcher.api.deps import RuntimeDep
 from dispatcher.api.web import render_page
-from dispatcher.audit import record
-from dispatcher.models import Call, DoorKnockTask, Region, Warning
+from dispatcher.doorknock import households_in
+from dispatcher.models import (
+    Attempt,
+    Call,
+    DoorKnockTask,
+    Region,
+    Responder,
+    TaskHousehold,
+    Warning,
+)
+from dispatcher.replies import MAX_PEOPLE
 from dispatcher.security import read_link_token
-from dispatcher.vocabulary import MEANING_LABELS, TASK_STATUS_LABELS, TaskStatus
+from dispatcher.tasks import TaskRefused, change_status, mark_household
+from dispatcher.vocabulary import (
+    CALL_STATE_LABELS,
+    HOUSEHOLD_MARK_LABELS,
+    MEANING_LABELS,
+    TASK_STATUS_LABELS,
+    Meaning,
+    status_label,
+)
 
 router = APIRouter(tags=["links"])
 
@@ -24,7 +44,9 @@ def message_page(request: Request, title: str, text: str, status: int) -> HTMLRe
 _PREVIEW_AGENTS = ("bot", "preview", "facebookexternalhit", "slack", "whatsapp", "telegram")
 
 
-async def _answer(runtime: RuntimeDep, request: Request, token: str, meaning: str) -> HTMLResponse:
+async def _answer(
+    runtime: RuntimeDep, request: Request, token: str, meaning: str, people: int | None = None
+) -> HTMLResponse:
     call_id = read_link_token(runtime.settings.app.secret_key, "a", token)
     if call_id is None:
         return message_page(request, "链接无效", "该确认链接无效或已损坏。", 404)
@@ -35,14 +57,17 @@ async def _answer(runtime: RuntimeDep, request: Request, token: str, meaning: st
         if call is None:
             return message_page(request, "链接无效", "未找到对应的预警呼叫。", 404)
         warning = await session.get(Warning, call.warning_id)
-        notices: list = []
-        if not preview and warning is not None and warning.state == "active":
+        notices: list[Attempt] = []
+        # A GET only confirms receipt once; it never overwrites a later status.
+        repeat_get = request.method == "GET" and call.answer_meaning is not None
+        if not preview and not repeat_get and warning is not None and warning.state == "active":
             await record_answer(
                 session,
                 call=call,
                 meaning=meaning,
+                people=people,
                 channel="link",
-                raw=f"{request.method} {meaning}",
+                raw=f"{request.method} {meaning}" + (f" {people}" if people is not None else ""),
                 now=runtime.clock.now(),
                 notify=notices,
                 renderer=runtime.renderer,
@@ -53,7 +78,7 @@ async def _answer(runtime: RuntimeDep, request: Request, token: str, meaning: st
             "warning": warning,
             "call": call,
             "token": token,
-            "meaning": MEANING_LABELS.get(call.answer_meaning or "", ""),
+            "meaning": status_label(call.answer_meaning, call.evacuated),
             "preview": preview,
         }
     await runtime.queue.enqueue_attempts(notice_ids)
@@ -62,16 +87,25 @@ async def _answer(runtime: RuntimeDep, request: Request, token: str, meaning: st
 
 @router.get("/a/{token}", response_class=HTMLResponse)
 async def answer_link(token: str, request: Request, runtime: RuntimeDep) -> HTMLResponse:
-    return await _answer(runtime, request, token, "received")
+    return await _answer(runtime, request, token, Meaning.RECEIVED)
 
 
 @router.post("/a/{token}", response_class=HTMLResponse)
 async def answer_link_post(
-    token: str, request: Request, runtime: RuntimeDep, meaning: str = Form("received")
+    token: str,
+    request: Request,
+    runtime: RuntimeDep,
+    meaning: str = Form("received"),
+    people: str = Form(""),
 ) -> HTMLResponse:
     if meaning not in MEANING_LABELS:
-        return message_page(request, "无效操作", "回复只能是“收到”或“求助”。", 400)
-    return await _answer(runtime, request, token, meaning)
+        return message_page(request, "无效操作", "回复只能是收到、求助、已部署或已转移。", 400)
+    count = None
+    if meaning == Meaning.EVACUATED:
+        if not people.strip().isdigit() or int(people) > MAX_PEOPLE:
+            return message_page(request, "请填写人数", "报告已转移时请填写转移人数（整数）。", 400)
+        count = int(people)
+    return await _answer(runtime, request, token, meaning, count)
 
 
 @router.api_route("/t/{token}", methods=["GET", "POST"], response_class=HTMLResponse)
@@ -79,36 +113,80 @@ async def task_link(token: str, request: Request, runtime: RuntimeDep) -> HTMLRe
     task_id = read_link_token(runtime.settings.app.secret_key, "t", token)
     if task_id is None:
         return message_page(request, "链接无效", "该任务链接无效或已损坏。", 404)
-    status_code = 200
+    status_code, problem = 200, ""
     async with runtime.db.transaction() as session:
         task = await session.get(DoorKnockTask, task_id, with_for_update=True)
         if task is None:
             return message_page(request, "链接无效", "未找到该任务。", 404)
         if request.method == "POST":
             form = await request.form()
-            status = str(form.get("status", ""))
-            if status not in {TaskStatus.ACCEPTED, TaskStatus.DONE, TaskStatus.UNREACHABLE}:
-                status_code = 400
-            else:
-                now = runtime.clock.now()
-                task.status, task.updated_at = status, now
-                task.notes = str(form.get("notes", ""))[:1000]
-                record(
-                    session,
-                    now,
-                    "task.updated",
-                    warning_id=task.warning_id,
-                    actor=f"responder:{task.assignee_id}",
-                    detail={"task": task.id, "status": status},
+            now, actor = runtime.clock.now(), f"task-link:{task.assignee_id}"
+            notes = str(form["notes"]) if "notes" in form else None
+            try:
+                if "household" in form:
+                    household = str(form.get("household", ""))
+                    if not household.isdigit():
+                        raise TaskRefused("无效的住户。")
+                    await mark_household(
+                        session,
+                        task,
+                        household_id=int(household),
+                        mark=str(form.get("mark", "")),
+                        now=now,
+                        actor=actor,
+                    )
+                else:
+                    await change_status(
+                        session,
+                        task,
+                        status=str(form.get("status", "")),
+                        now=now,
+                        actor=actor,
+                        notes=notes,
+                    )
+            except TaskRefused as refused:
+                status_code, problem = 400, str(refused)
+        context = await _task_context(session, task)
+    return render_page(
+        request, "task.html", {**context, "token": token, "problem": problem}, status=status_code
+    )
+
+
+async def _task_context(session: Any, task: DoorKnockTask) -> dict[str, Any]:
+    region = await session.get(Region, task.region_id)
+    warning = await session.get(Warning, task.warning_id)
+    silent = (
+        await session.execute(
+            select(Call, Responder)
+            .join(Responder, Responder.id == Call.responder_id)
+            .where(Call.door_knock_task_id == task.id)
+            .order_by(Call.id)
+        )
+    ).all()
+    marks = dict(
+        (
+            await session.execute(
+                select(TaskHousehold.household_id, TaskHousehold.mark).where(
+                    TaskHousehold.task_id == task.id
                 )
-        region = await session.get(Region, task.region_id)
-        warning = await session.get(Warning, task.warning_id)
-        context = {
-            "task": task,
-            "region": region,
-            "warning": warning,
-            "token": token,
-            "status_label": TASK_STATUS_LABELS[task.status],
-            "bad": status_code == 400,
-        }
-    return render_page(request, "task.html", context, status=status_code)
+            )
+        ).all()
+    )
+    households = await households_in(session, region)
+    return {
+        "task": task,
+        "region": region,
+        "warning": warning,
+        "status_label": TASK_STATUS_LABELS[task.status],
+        "silent": [
+            {
+                "name": responder.name,
+                "state": CALL_STATE_LABELS.get(call.state, call.state),
+                "status": status_label(call.answer_meaning, call.evacuated),
+            }
+            for call, responder in silent
+        ],
+        "households": [{"row": h, "mark": marks.get(h.id)} for h in households],
+        "mark_labels": HOUSEHOLD_MARK_LABELS,
+        "open": task.status in ("open", "accepted"),
+    }
