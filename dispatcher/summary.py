@@ -1,4 +1,9 @@
-"""The read side: a warning's figures, its calls, and the silent ones."""
+"""The read side: a warning's figures, its calls with their answer history, the region tree.
+
+Statuses are the latest of each call (`Call.answer_meaning`); evacuated counts are each
+call's latest `4 N`, added up over the region tree (a township's figure includes its
+villages and grids).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,18 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatcher.models import Attempt, Broadcast, Call, DoorKnockTask, Region, Responder, Warning
+from dispatcher.models import (
+    Answer,
+    Attempt,
+    Broadcast,
+    Call,
+    DoorKnockTask,
+    Region,
+    Responder,
+    Warning,
+)
 from dispatcher.phones import mask_phone
-from dispatcher.vocabulary import CallState, TaskStatus
+from dispatcher.vocabulary import CallState, Meaning, TaskStatus, status_label
 
 
 async def _count_by(
@@ -31,6 +45,10 @@ async def warning_summary(session: AsyncSession, warning: Warning) -> dict[str, 
         .select_from(Call)
         .where(Call.warning_id == warning.id, Call.answer_meaning == "help")
     )
+    statuses = await _count_by(session, Call.answer_meaning, Call.warning_id, warning.id)
+    evacuated = await session.scalar(
+        select(func.coalesce(func.sum(Call.evacuated), 0)).where(Call.warning_id == warning.id)
+    )
     broadcasts = await _count_by(session, Broadcast.status, Broadcast.warning_id, warning.id)
     tasks = await _count_by(session, DoorKnockTask.status, DoorKnockTask.warning_id, warning.id)
     return {
@@ -43,6 +61,8 @@ async def warning_summary(session: AsyncSession, warning: Warning) -> dict[str, 
             "cancelled": states.get(CallState.CANCELLED, 0),
             "help": help_count or 0,
         },
+        "statuses": {str(k): v for k, v in statuses.items() if k is not None},
+        "evacuated": int(evacuated or 0),
         "answer_rate": round(answered / total, 4) if total else None,
         "broadcasts": {"total": sum(broadcasts.values()), **broadcasts},
         "door_knock_tasks": {
@@ -69,6 +89,57 @@ def warning_public(warning: Warning) -> dict[str, Any]:
         "expires": warning.expires.isoformat() if warning.expires else None,
         "notes": warning.notes,
     }
+
+
+async def region_tree(session: AsyncSession, warning_id: int) -> list[dict[str, Any]]:
+    """Per region with calls under it: calls, answered, help and evacuated, over the subtree."""
+    rows = (
+        await session.execute(
+            select(Region.path, Call.state, Call.answer_meaning, Call.evacuated)
+            .join(Call, Call.region_id == Region.id)
+            .where(Call.warning_id == warning_id)
+        )
+    ).all()
+    totals: dict[str, dict[str, int]] = {}
+    for path, state, meaning, evacuated in rows:
+        codes = [code for code in path.strip("/").split("/") if code]
+        for code in codes:
+            total = totals.setdefault(code, {"calls": 0, "answered": 0, "help": 0, "evacuated": 0})
+            total["calls"] += 1
+            total["answered"] += state == CallState.ANSWERED
+            total["help"] += meaning == Meaning.HELP
+            total["evacuated"] += evacuated or 0
+    regions = await session.scalars(
+        select(Region).where(Region.code.in_(list(totals))).order_by(Region.path)
+    )
+    return [
+        {"code": r.code, "name": r.name, "level": r.level, "depth": r.depth, **totals[r.code]}
+        for r in regions
+    ]
+
+
+async def answer_history(session: AsyncSession, call_ids: list[int]) -> dict[int, list[Any]]:
+    """call id -> its answers, oldest first, each as a dict (manual ones marked)."""
+    history: dict[int, list[Any]] = {}
+    if not call_ids:
+        return history
+    for answer in await session.scalars(
+        select(Answer).where(Answer.call_id.in_(call_ids)).order_by(Answer.at, Answer.id)
+    ):
+        history.setdefault(answer.call_id, []).append(
+            {
+                "at": answer.at.isoformat(),
+                "status": answer.meaning,
+                "label": status_label(answer.meaning, answer.people),
+                "people": answer.people,
+                "channel": answer.channel,
+                "raw": answer.raw,
+                "manual": answer.recorded_by is not None,
+                "recorded_by": answer.recorded_by,
+                "method": answer.method,
+            }
+        )
+    return history
 
 
 async def list_calls(session: AsyncSession, warning_id: int) -> list[dict[str, Any]]:
@@ -99,15 +170,21 @@ async def list_calls(session: AsyncSession, warning_id: int) -> list[dict[str, A
                 "sent_at": a.sent_at.isoformat() if a.sent_at else None,
             }
         )
+    history = await answer_history(session, [call.id for call, _, _ in rows])
     return [
         {
             "id": call.id,
+            "code": call.code,
             "responder": {"id": r.external_id, "name": r.name, "role": r.role},
             "region": {"code": region.code, "name": region.name},
             "origin": call.origin,
             "state": call.state,
             "escalation_step": call.escalation_step,
             "answer": call.answer_meaning,
+            "status": status_label(call.answer_meaning, call.evacuated),
+            "evacuated": call.evacuated,
+            "delivered_at": call.delivered_at.isoformat() if call.delivered_at else None,
+            "answers": history.get(call.id, []),
             "answered_at": call.answered_at.isoformat() if call.answered_at else None,
             "next_step_at": call.next_step_at.isoformat() if call.next_step_at else None,
             "door_knock_task_id": call.door_knock_task_id,

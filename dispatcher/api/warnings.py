@@ -13,7 +13,7 @@ from dispatcher.cap import WarningRejected
 from dispatcher.ingest import ingest
 from dispatcher.models import Warning
 from dispatcher.security import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureRejected
-from dispatcher.summary import list_calls, warning_public, warning_summary
+from dispatcher.summary import list_calls, region_tree, warning_public, warning_summary
 
 router = APIRouter(prefix="/api/v1/warnings", tags=["warnings"])
 
@@ -64,7 +64,8 @@ async def _warning(session: SessionDep, warning_id: int) -> Warning:
 @router.get("/{warning_id}")
 async def get_warning(warning_id: int, session: SessionDep) -> dict[str, Any]:
     warning = await _warning(session, warning_id)
-    return {**warning_public(warning), **(await warning_summary(session, warning))}
+    summary = await warning_summary(session, warning)
+    return {**warning_public(warning), **summary, "regions": await region_tree(session, warning_id)}
 
 
 @router.get("/{warning_id}/calls")
