@@ -2,7 +2,8 @@
 
 A directory holds any of `regions.csv` (`code,name,level,parent_code`), `responders.csv`
 (`id,name,phone,wecom_userid,role,region_codes,backup_id,supervisor_id`; several phones or
-region codes separated by `;`) and `speakers.csv` (`id,name,region_code,provider,address`),
+region codes separated by `;`), `speakers.csv` (`id,name,region_code,provider,address`)
+and `households.csv` (`id,region_code,address,people,flags`; see `dispatcher.households`),
 in UTF-8 (with or without BOM) or GB18030/GBK as Excel saves them in China.
 
 Every row of every file is checked (see `dispatcher.directory_rows`) before anything is
@@ -28,6 +29,8 @@ from sqlalchemy.orm import selectinload
 
 from dispatcher.directory_rows import (
     COLUMNS,
+    HOUSEHOLDS_FILE,
+    REGIONS_FILE,
     Known,
     KnownRegion,
     Plan,
@@ -38,6 +41,7 @@ from dispatcher.directory_rows import (
     check_directory,
     sort_errors,
 )
+from dispatcher.households import HouseholdRow, check_households, write_households
 from dispatcher.models import Contact, Duty, Region, Responder, Speaker
 
 __all__ = ["DirectoryImportError", "ImportReport", "RowError", "import_directory"]
@@ -62,12 +66,14 @@ class ImportReport:
     regions: int
     responders: int
     speakers: int
+    households: int = 0
 
     def summary(self) -> str:
-        return (
+        text = (
             f"Imported {self.regions} regions, {self.responders} responders "
-            f"and {self.speakers} speakers."
+            f"and {self.speakers} speakers"
         )
+        return text + (f", {self.households} households." if self.households else ".")
 
 
 async def import_directory(session: AsyncSession, directory: Path) -> ImportReport:
@@ -76,14 +82,24 @@ async def import_directory(session: AsyncSession, directory: Path) -> ImportRepo
     known, regions = await _load_known(session)
     plan, row_errors = check_directory(tables, known)
     errors.extend(row_errors)
+    households: list[HouseholdRow] = []
+    if (household_table := tables.get(HOUSEHOLDS_FILE)) is not None:
+        unreadable_regions = REGIONS_FILE in tables and tables[REGIONS_FILE] is None
+        region_codes = set(known.regions) | {row.code for row in plan.regions}
+        households = check_households(
+            household_table, None if unreadable_regions else region_codes, errors
+        )
     if errors:
         raise DirectoryImportError(sort_errors(errors))
     await _write_regions(session, plan, regions)
     responders = await _write_responders(session, plan.responders, regions)
     await _link_responders(session, plan.responders, responders)
     await _write_speakers(session, plan.speakers, regions)
+    await write_households(session, households, regions)
     await session.flush()
-    return ImportReport(len(plan.regions), len(plan.responders), len(plan.speakers))
+    return ImportReport(
+        len(plan.regions), len(plan.responders), len(plan.speakers), len(households)
+    )
 
 
 def read_tables(directory: Path) -> tuple[dict[str, Table | None], list[RowError]]:

@@ -18,6 +18,7 @@ from dispatcher.vocabulary import REGION_LEVELS, ROLES
 REGIONS_FILE = "regions.csv"
 RESPONDERS_FILE = "responders.csv"
 SPEAKERS_FILE = "speakers.csv"
+HOUSEHOLDS_FILE = "households.csv"  # checked and written by dispatcher.households
 COLUMNS: dict[str, tuple[str, ...]] = {
     REGIONS_FILE: ("code", "name", "level", "parent_code"),
     RESPONDERS_FILE: (
@@ -31,6 +32,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "supervisor_id",
     ),
     SPEAKERS_FILE: ("id", "name", "region_code", "provider", "address"),
+    HOUSEHOLDS_FILE: ("id", "region_code", "address", "people", "flags"),
 }
 
 _REGION_CODE = re.compile(r"\d{6,20}")
