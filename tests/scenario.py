@@ -8,6 +8,7 @@ village people report to t1, h1 to h0. Households in 上坪村 and 下洞一组.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,10 @@ from dispatcher.clock import ManualClock
 from dispatcher.directory import import_directory
 from dispatcher.escalation import SweepReport, sweep
 from dispatcher.models import Attempt, AuditEvent, Call, DoorKnockTask, Responder
-from dispatcher.runtime import Runtime
+from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.security import sign_body
 from dispatcher.worker import run_until_idle
-from tests.conftest import SENDER_SECRET
+from tests.conftest import SENDER_SECRET, Backend, make_settings
 
 REGIONS = """code,name,level,parent_code
 441799000000,青溪县,county,
@@ -209,3 +210,19 @@ async def county(runtime: Runtime, clock: ManualClock, tmp_path: Path) -> AsyncI
     scenario = await open_county(runtime, clock, tmp_path)
     yield scenario
     await scenario.client.aclose()
+
+
+@asynccontextmanager
+async def county_with(
+    backend: Backend, clock: ManualClock, tmp_path: Path, **overrides: Any
+) -> AsyncIterator[County]:
+    """The scenario county on a runtime with settings overridden (quiet hours, policies...)."""
+    runtime = await open_runtime(
+        make_settings(backend, **overrides), clock=clock, migrate=False, redis=backend.redis_handle
+    )
+    scenario = await open_county(runtime, clock, tmp_path)
+    try:
+        yield scenario
+    finally:
+        await scenario.client.aclose()
+        await runtime.aclose()
