@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatcher.audit import record
 from dispatcher.messages import Renderer
 from dispatcher.models import Answer, Attempt, Call, Region, Responder, Warning
-from dispatcher.replies import meaning_of
 from dispatcher.vocabulary import (
     ANSWERABLE_CALL_STATES,
     AttemptPurpose,
@@ -27,8 +26,6 @@ from dispatcher.vocabulary import (
     CallState,
     Meaning,
 )
-
-__all__ = ["help_notice", "meaning_of", "open_calls_of", "record_answer"]
 
 
 async def record_answer(
@@ -70,7 +67,9 @@ async def record_answer(
         or call.answer_meaning != meaning
         or (meaning == Meaning.EVACUATED and call.evacuated != people)
     )
-    late = call.state == CallState.UNANSWERED or call.door_knock_task_id is not None
+    late = call.answered_at is None and (
+        call.state == CallState.UNANSWERED or call.door_knock_task_id is not None
+    )
     if call.state in ANSWERABLE_CALL_STATES:
         call.state = CallState.ANSWERED
         call.answered_at = now

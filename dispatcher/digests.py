@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.audit import record
@@ -73,6 +73,7 @@ async def send_digests(runtime: Runtime) -> int:
             body = runtime.renderer.render(
                 "supervisor_digest",
                 total=sum(len(names) for names in groups.values()),
+                earlier=await _still_silent_earlier(session, recipient_id, items),
                 groups=[
                     (warnings[wid], names[:NAMES_PER_WARNING], len(names))
                     for wid, names in groups.items()
@@ -99,6 +100,25 @@ async def send_digests(runtime: Runtime) -> int:
                 detail={"calls": [n.call_id for n in items], "sent": attempt is not None},
             )
         return len(by_recipient)
+
+
+async def _still_silent_earlier(
+    session: AsyncSession, recipient_id: int, items: list[LadderNotice]
+) -> int:
+    """People this recipient was told about before who are still silent."""
+    count = await session.scalar(
+        select(func.count(func.distinct(LadderNotice.call_id)))
+        .join(Call, Call.id == LadderNotice.call_id)
+        .join(Warning, Warning.id == Call.warning_id)
+        .where(
+            LadderNotice.recipient_id == recipient_id,
+            LadderNotice.attempt_id.is_not(None),
+            LadderNotice.call_id.not_in([n.call_id for n in items]),
+            Call.state.in_(SILENT_STATES),
+            Warning.state == "active",
+        )
+    )
+    return int(count or 0)
 
 
 async def escalate_tasks(runtime: Runtime) -> int:

@@ -119,7 +119,8 @@ async def apply_step(
     call.escalation_step = index + 1
     if index + 1 < len(policy.ladder):
         call.state = CallState.ESCALATED
-        call.next_step_at = now + step_gap(policy, index + 1)
+        # From when this step was due, not when the sweep got to it: no drift.
+        call.next_step_at = (call.next_step_at or now) + step_gap(policy, index + 1)
     else:
         call.state, call.next_step_at = CallState.UNANSWERED, None
     batch.applied += 1

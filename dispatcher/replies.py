@@ -82,8 +82,3 @@ def read_reply(raw: str) -> Reply:
     if people is not None:  # "12" is not "1": ask rather than guess
         return Reply(code=code, problem="unclear")
     return Reply(meaning=meaning, code=code)
-
-
-def meaning_of(raw: str) -> str | None:
-    """Just the status of a text, or None (kept for callers that need no more)."""
-    return read_reply(raw).meaning

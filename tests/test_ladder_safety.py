@@ -217,3 +217,19 @@ async def test_notify_up_tells_the_county_duty_office(
         assert all(name in to_county[1] for name in ("王镇长", "张三", "赵五"))
         assert len(await county.texts_to("t1", AttemptPurpose.NOTICE)) == 1
         assert await _count(county, DoorKnockTask) == 0
+
+
+async def test_a_later_digest_counts_those_still_silent_from_earlier(county: County) -> None:
+    await county.warn("FIRST", "red", codes=("441799100001",))
+    await county.work()
+    await county.at(3)
+    await county.warn("SECOND", "red", codes=("441799100002",), event="大风")
+    await county.work()
+    for _ in range(3):
+        await county.at(4)  # 15 min after the first warning's sends: its digest
+    first = await county.texts_to("t1", AttemptPurpose.NOTICE)
+    assert len(first) == 1 and "以下3人" in first[0] and "此前" not in first[0]
+    await county.at(3)  # 15 min after the second's
+    digests = await county.texts_to("t1", AttemptPurpose.NOTICE)
+    assert len(digests) == 2 and "以下3人" in digests[1] and "大风" in digests[1]
+    assert "另有3人此前已通报" in digests[1]

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.answers import record_answer
 from dispatcher.api.deps import RuntimeDep
@@ -152,7 +153,7 @@ async def task_link(token: str, request: Request, runtime: RuntimeDep) -> HTMLRe
     )
 
 
-async def _task_context(session: Any, task: DoorKnockTask) -> dict[str, Any]:
+async def _task_context(session: AsyncSession, task: DoorKnockTask) -> dict[str, Any]:
     region = await session.get(Region, task.region_id)
     warning = await session.get(Warning, task.warning_id)
     silent = (
@@ -172,6 +173,7 @@ async def _task_context(session: Any, task: DoorKnockTask) -> dict[str, Any]:
             )
         ).all()
     )
+    assert region is not None
     households = await households_in(session, region)
     return {
         "task": task,
