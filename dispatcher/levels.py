@@ -115,17 +115,16 @@ def _token(match: re.Match[str]) -> str:
     return word.casefold()
 
 
-def level_from(
+def stated_level(
     parameters: Iterable[tuple[str, str]], event: str, headline: str, severity: str | None
-) -> str:
-    """The level ("blue" | "yellow" | "orange" | "red") of a warning.
+) -> str | None:
+    """The level a warning states itself, or None when it states none.
 
     In order, the first that gives an answer wins:
     1. a parameter whose name is in `LEVEL_PARAMETER_NAMES` (预警级别, level, color...) and
        whose value `parse_level` understands;
     2. a severity written as a colour (the Chinese profile's Red/Orange/Yellow/Blue);
-    3. a level word in the event or the headline (`level_in_text`);
-    4. CAP severity through `SEVERITY_LEVELS`; unknown or missing severity gives blue.
+    3. a level word in the event or the headline (`level_in_text`).
     """
     for name, value in parameters:
         if name.strip().casefold() in LEVEL_PARAMETER_NAMES:
@@ -134,7 +133,18 @@ def level_from(
                 return level
     if severity and (level := colour_of(severity)) is not None:
         return level
-    level = level_in_text(f"{event}\n{headline}")
-    if level is not None:
-        return level
+    return level_in_text(f"{event}\n{headline}")
+
+
+def severity_level(severity: str | None) -> str:
+    """CAP severity through `SEVERITY_LEVELS`; unknown or missing severity gives blue."""
     return SEVERITY_LEVELS.get((severity or "").strip().casefold(), "blue")
+
+
+def level_from(
+    parameters: Iterable[tuple[str, str]], event: str, headline: str, severity: str | None
+) -> str:
+    """The level ("blue" | "yellow" | "orange" | "red") of a warning: the one it states
+    (`stated_level`), else its CAP severity's (`severity_level`)."""
+    stated = stated_level(parameters, event, headline, severity)
+    return stated if stated is not None else severity_level(severity)
