@@ -14,6 +14,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     for module in (warnings, hooks, links, dashboard, supervise, ops):
         app.include_router(module.router)
+    app.include_router(warnings.schema_router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

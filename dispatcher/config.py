@@ -70,10 +70,35 @@ class WorkerSettings(_Section):
 
 
 class SenderSettings(_Section):
+    """One key that may post warnings, and what it may post."""
+
     name: str
     secret: str = ""
     cap_senders: list[str] = []
     replay_window_s: int = Field(300, ge=10, le=3600)
+    # Levels this sender may send (empty: any); others are refused with 403.
+    levels: list[str] = []
+    # Region codes whose subtrees this sender may warn (empty: anywhere); a geocode outside
+    # them is refused with 403 naming it, polygon/circle matches outside them are dropped.
+    areas: list[str] = []
+    # Warnings accepted per minute from this sender; more get 429 (0: no limit).
+    max_per_minute: int = Field(60, ge=0)
+
+    @field_validator("levels")
+    @classmethod
+    def _known_levels(cls, value: list[str]) -> list[str]:
+        unknown = [level for level in value if level not in LEVELS]
+        if unknown:
+            raise ValueError(f"unknown level(s) {unknown}; levels are {list(LEVELS)}")
+        return value
+
+    @field_validator("areas")
+    @classmethod
+    def _region_codes(cls, value: list[str]) -> list[str]:
+        bad = [code for code in value if not code.isdigit() or not 6 <= len(code) <= 20]
+        if bad:
+            raise ValueError(f"not region codes (6 to 20 digits): {bad}")
+        return value
 
 
 class HooksSettings(_Section):
@@ -313,6 +338,8 @@ class Settings(_Section):
     providers: ProvidersSettings = ProvidersSettings()
     policies: dict[str, Policy] = DEFAULT_POLICIES
     quiet_hours: QuietHoursSettings = QuietHoursSettings()
+    # Other geocode schemes: valueName -> {value: region code}, e.g. SAME codes of a feed.
+    geocode_aliases: dict[str, dict[str, str]] = {}
 
     @field_validator("policies")
     @classmethod

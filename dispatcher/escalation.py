@@ -27,6 +27,7 @@ from dispatcher.audit import record
 from dispatcher.digests import escalate_tasks, send_digests
 from dispatcher.doorknock import notify_assignee, open_speaker_task
 from dispatcher.ladder import StepBatch, apply_step, undeliverable_target
+from dispatcher.lifecycle import expire_due
 from dispatcher.models import Attempt, Broadcast, Call, Warning
 from dispatcher.runtime import Runtime
 from dispatcher.vocabulary import (
@@ -56,10 +57,12 @@ class SweepReport:
     tasks_escalated: int = 0
     requeued: int = 0
     speakers_failed: int = 0
+    expired: int = 0
 
 
 async def sweep(runtime: Runtime) -> SweepReport:
     report = SweepReport()
+    report.expired = await expire_due(runtime)
     report.undeliverable = await _jump_undeliverable(runtime)
     report.steps = await _apply_due_steps(runtime)
     report.digests = await send_digests(runtime)

@@ -1,8 +1,14 @@
-"""Taking a warning in: verify, parse, store once, fan out, enqueue after commit.
+"""Taking a warning in: verify, limit, parse, check, store once, act, enqueue after commit.
 
-Same (sender, identifier) twice returns the stored warning and calls nobody again. A
-warning that is only stored (Test/System/Draft status, an Update or Cancel of an
-unknown warning) says so in its notes, which the webhook returns.
+Order of refusals: 401 signature, 429 the sender's rate, 4xx the body (`dispatcher.cap`),
+403 a CAP sender, level or area the key may not use (`dispatcher.senders`), 422 already
+expired. A refusal stores nothing. An accepted message is stored with its exact bytes.
+
+Same (sender, identifier) twice returns the stored warning and calls nobody again. Only
+status Actual and Exercise (a drill) call people, and only msgType Alert and Update; an
+Update supersedes and a Cancel lifts the warnings they reference (`dispatcher.lifecycle`).
+Whatever is only stored (Test/System/Draft status, Ack/Error, references to unknown
+warnings) says so in the warning's notes, which the webhook returns.
 """
 
 from __future__ import annotations
@@ -10,25 +16,26 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatcher.areas import areas_shape
 from dispatcher.audit import record
 from dispatcher.cap import ParsedWarning, WarningRejected, parse_warning
-from dispatcher.fanout import create_calls
-from dispatcher.models import Attempt, Broadcast, Call, Warning
+from dispatcher.config import SenderSettings
+from dispatcher.fanout import FanoutResult, create_calls
+from dispatcher.lifecycle import cancel_warnings, find_referenced, stop_warning, supersede
+from dispatcher.models import Broadcast, Call, Warning
 from dispatcher.runtime import Runtime
 from dispatcher.security import verify_webhook
-from dispatcher.targeting import resolve_target
-from dispatcher.vocabulary import (
-    OPEN_CALL_STATES,
-    AttemptStatus,
-    BroadcastStatus,
-    CallState,
-)
+from dispatcher.senders import allowed_paths, check_areas, check_level, check_rate, field_of
+from dispatcher.targeting import Target, resolve_target
+from dispatcher.vocabulary import CallState, WarningState
 
 log = logging.getLogger(__name__)
-CALLING_STATUSES = {"Actual"}
+CALLING_STATUSES = frozenset({"Actual", "Exercise"})
+CALLING_MSG_TYPES = frozenset({"Alert", "Update"})
 
 
 @dataclass
@@ -39,6 +46,7 @@ class IngestResult:
     duplicate: bool
     level: str
     notes: list[str] = field(default_factory=list)
+    drill: bool = False
 
 
 async def ingest(
@@ -58,25 +66,36 @@ async def ingest(
         body=body,
         now=now,
     )
+    await check_rate(runtime, sender.settings)
     parsed = parse_warning(body, content_type)
     if sender.cap_senders and parsed.sender not in sender.cap_senders:
-        raise WarningRejected(f"key {sender.name!r} may not post for sender {parsed.sender!r}", 403)
+        raise WarningRejected(
+            f"key {sender.name!r} may not post for sender {parsed.sender!r}",
+            403,
+            field_of(parsed, "sender"),
+        )
+    check_level(sender.settings, parsed)
     if parsed.expires is not None and parsed.expires <= now and parsed.msg_type != "Cancel":
-        raise WarningRejected(f"warning expired at {parsed.expires.isoformat()}", 422)
+        raise WarningRejected(
+            f"warning expired at {parsed.expires.isoformat()} "
+            f"(server time {now.isoformat(timespec='seconds')})",
+            422,
+            field_of(parsed, "expires"),
+        )
 
     existing = await _find(runtime, parsed)
     if existing is not None:
         return existing
     try:
-        result, attempt_ids, broadcast_ids = await _store(runtime, parsed, sender.name, body)
+        result, fanned = await _store(runtime, parsed, sender.settings, body, content_type)
     except IntegrityError:
         found = await _find(runtime, parsed)
         if found is None:
             raise
         return found
     try:
-        await runtime.queue.enqueue_attempts(attempt_ids)
-        await runtime.queue.enqueue_broadcasts(broadcast_ids)
+        await runtime.queue.enqueue_attempts(fanned.attempt_ids)
+        await runtime.queue.enqueue_broadcasts(fanned.broadcast_ids)
     except Exception:  # the sweep re-enqueues from the database; the warning is safe
         log.exception("enqueue failed for warning %s; the sweep will retry", result.id)
     return result
@@ -98,121 +117,185 @@ async def _find(runtime: Runtime, parsed: ParsedWarning) -> IngestResult | None:
             select(func.count()).select_from(Broadcast).where(Broadcast.warning_id == warning.id)
         )
         return IngestResult(
-            warning.id, calls or 0, broadcasts or 0, True, warning.level, list(warning.notes)
+            warning.id,
+            calls or 0,
+            broadcasts or 0,
+            True,
+            warning.level,
+            list(warning.notes),
+            warning.is_drill,
         )
+
+
+def _new_warning(
+    parsed: ParsedWarning, api_sender: str, body: bytes, content_type: str | None, runtime: Runtime
+) -> Warning:
+    return Warning(
+        sender=parsed.sender,
+        identifier=parsed.identifier,
+        api_sender=api_sender,
+        sent=parsed.sent,
+        status=parsed.status,
+        msg_type=parsed.msg_type,
+        references=parsed.references,
+        event=parsed.event,
+        level=parsed.level,
+        severity=parsed.severity,
+        urgency=parsed.urgency,
+        certainty=parsed.certainty,
+        headline=parsed.headline,
+        description=parsed.description,
+        instruction=parsed.instruction,
+        sender_name=parsed.sender_name,
+        onset=parsed.onset,
+        expires=parsed.expires,
+        areas=[
+            {
+                "description": a.description,
+                "geocodes": [list(g) for g in a.geocodes],
+                "polygons": list(a.polygons),
+                "circles": list(a.circles),
+            }
+            for a in parsed.areas
+        ],
+        source_format=parsed.source_format,
+        raw_payload=body.decode("utf-8", "replace"),
+        raw_body=body,
+        content_type=(content_type or "")[:100] or None,
+        is_drill=parsed.is_drill,
+        signal=parsed.signal,
+        state=WarningState.ACTIVE,
+        notes=[],
+        received_at=runtime.clock.now(),
+    )
+
+
+async def _target(
+    runtime: Runtime, session: AsyncSession, parsed: ParsedWarning, sender: SenderSettings
+) -> Target:
+    """The warning's target, after refusing (403) an area the sender may not warn."""
+    policy = runtime.settings.policy_for(parsed.level)
+    paths = await allowed_paths(session, sender)
+    target = await resolve_target(
+        session,
+        geocodes=parsed.geocodes(),
+        area=areas_shape(parsed.areas),
+        roles=policy.roles,
+        aliases=runtime.settings.geocode_aliases,
+        allowed_paths=paths,
+    )
+    check_areas(sender, parsed, target, paths)
+    return target
 
 
 async def _store(
-    runtime: Runtime, parsed: ParsedWarning, api_sender: str, body: bytes
-) -> tuple[IngestResult, list[int], list[int]]:
+    runtime: Runtime,
+    parsed: ParsedWarning,
+    sender: SenderSettings,
+    body: bytes,
+    content_type: str | None,
+) -> tuple[IngestResult, FanoutResult]:
     now = runtime.clock.now()
     notes: list[str] = []
+    fanned = FanoutResult()
+    notice_ids: list[int] = []
     async with runtime.db.transaction() as session:
-        warning = Warning(
-            sender=parsed.sender,
-            identifier=parsed.identifier,
-            api_sender=api_sender,
-            sent=parsed.sent,
-            status=parsed.status,
-            msg_type=parsed.msg_type,
-            references=parsed.references,
-            event=parsed.event,
-            level=parsed.level,
-            severity=parsed.severity,
-            urgency=parsed.urgency,
-            certainty=parsed.certainty,
-            headline=parsed.headline,
-            description=parsed.description,
-            instruction=parsed.instruction,
-            sender_name=parsed.sender_name,
-            onset=parsed.onset,
-            expires=parsed.expires,
-            areas=[
-                {
-                    "description": a.description,
-                    "geocodes": [list(g) for g in a.geocodes],
-                    "polygons": list(a.polygons),
-                    "circles": list(a.circles),
-                }
-                for a in parsed.areas
-            ],
-            source_format=parsed.source_format,
-            raw_payload=body.decode("utf-8", "replace"),
-            state="active",
-            notes=[],
-            received_at=now,
-        )
+        target = await _target(runtime, session, parsed, sender) if parsed.areas else Target()
+        warning = _new_warning(parsed, sender.name, body, content_type, runtime)
         session.add(warning)
         await session.flush()
-        attempt_ids: list[int] = []
-        broadcast_ids: list[int] = []
-        calls = 0
+        acts = parsed.status in CALLING_STATUSES
         if parsed.msg_type == "Cancel":
-            notes += await _cancel_referenced(session, parsed, now)
-            warning.state = "cancelled"
-        elif parsed.status not in CALLING_STATUSES:
+            warning.state = WarningState.CANCELLED
+            if acts:
+                referenced = await find_referenced(session, parsed)
+                notes += referenced.notes
+                cancel_notes, notice_ids = await cancel_warnings(
+                    runtime, session, warning, referenced.warnings, now
+                )
+                notes += cancel_notes
+            else:
+                notes.append(f"status {parsed.status}: stored, nothing cancelled")
+        elif not acts:
             notes.append(f"status {parsed.status}: stored, nobody called")
+        elif parsed.msg_type not in CALLING_MSG_TYPES:
+            notes.append(f"msgType {parsed.msg_type}: stored, nobody called")
         else:
-            if parsed.msg_type == "Update":
-                notes.append("update stored and called as a new warning")
-            policy = runtime.settings.policy_for(parsed.level)
-            target = await resolve_target(session, parsed.geocode_values(), policy.roles)
-            if target.unknown_codes:
-                notes.append("unknown region codes: " + ", ".join(target.unknown_codes))
-            if not target.responders and not target.speakers:
-                notes.append("no responders or speakers in the targeted regions")
-            fanned = await create_calls(
-                session,
-                warning=warning,
-                target=target,
-                policy=policy,
-                now=now,
-                quiet=runtime.settings.quiet_hours,
-            )
-            attempt_ids, broadcast_ids = fanned.attempt_ids, fanned.broadcast_ids
-            calls = len(fanned.call_ids)
+            fanned, fan_notes = await _fan_out(runtime, session, parsed, warning, target)
+            notes += fan_notes
+        fanned.attempt_ids += notice_ids
         warning.notes = notes
+        calls = len(fanned.call_ids)
         record(
             session,
             now,
             "warning.received",
             warning_id=warning.id,
-            actor=api_sender,
+            actor=sender.name,
             detail={"identifier": parsed.identifier, "calls": calls, "notes": notes},
         )
-        result = IngestResult(warning.id, calls, len(broadcast_ids), False, warning.level, notes)
-    return result, attempt_ids, broadcast_ids
+        result = IngestResult(
+            warning.id,
+            calls,
+            len(fanned.broadcast_ids),
+            False,
+            warning.level,
+            notes,
+            warning.is_drill,
+        )
+    return result, fanned
 
 
-async def _cancel_referenced(session, parsed: ParsedWarning, now) -> list[str]:  # type: ignore[no-untyped-def]
-    notes = []
-    for triple in (parsed.references or "").split():
-        parts = triple.split(",")
-        if len(parts) < 2:
-            notes.append(f"unreadable reference {triple!r}")
-            continue
-        target = await session.scalar(
-            select(Warning).where(Warning.sender == parts[0], Warning.identifier == parts[1])
-        )
-        if target is None:
-            notes.append(f"reference to unknown warning {parts[1]}")
-            continue
-        target.state = "cancelled"
-        await session.execute(
-            update(Call)
-            .where(Call.warning_id == target.id, Call.state.in_(OPEN_CALL_STATES))
-            .values(state=CallState.CANCELLED, next_step_at=None)
-        )
-        await session.execute(
-            update(Attempt)
-            .where(Attempt.warning_id == target.id, Attempt.status == AttemptStatus.QUEUED)
-            .values(status=AttemptStatus.CANCELLED, updated_at=now)
-        )
-        await session.execute(
-            update(Broadcast)
-            .where(Broadcast.warning_id == target.id, Broadcast.status == BroadcastStatus.QUEUED)
-            .values(status=BroadcastStatus.CANCELLED)
-        )
-        record(session, now, "warning.cancelled", warning_id=target.id)
-        notes.append(f"cancelled warning {target.id}")
-    return notes
+async def _fan_out(
+    runtime: Runtime,
+    session: AsyncSession,
+    parsed: ParsedWarning,
+    warning: Warning,
+    target: Target,
+) -> tuple[FanoutResult, list[str]]:
+    """Calls for an Alert, or for an Update of a known active warning its supersession."""
+    notes: list[str] = []
+    if target.unknown_codes:
+        notes.append("unknown region codes: " + ", ".join(target.unknown_codes))
+    if not target.responders and not target.speakers:
+        notes.append("no responders or speakers in the targeted regions")
+    policy = runtime.settings.policy_for(parsed.level)
+    clock_now = runtime.clock.now()
+    if parsed.msg_type == "Update":
+        referenced = await find_referenced(session, parsed)
+        notes += referenced.notes
+        active = [w for w in referenced.warnings if w.state == WarningState.ACTIVE]
+        for stale in referenced.warnings:
+            if stale.state != WarningState.ACTIVE:
+                notes.append(f"referenced warning {stale.id} is {stale.state}: not superseded")
+        if active:
+            previous = active[-1]
+            fanned, supersede_notes = await supersede(
+                runtime,
+                session,
+                new=warning,
+                previous=previous,
+                target=target,
+                policy=policy,
+                now=clock_now,
+            )
+            for other in active[:-1]:  # several live warnings merged into one update
+                await stop_warning(
+                    session,
+                    other,
+                    state=WarningState.SUPERSEDED,
+                    call_state=CallState.SUPERSEDED,
+                    now=clock_now,
+                )
+                supersede_notes.append(f"supersedes warning {other.id} too")
+            return fanned, notes + supersede_notes
+        notes.append("update called as a new warning")
+    fanned = await create_calls(
+        session,
+        warning=warning,
+        target=target,
+        policy=policy,
+        now=clock_now,
+        quiet=runtime.settings.quiet_hours,
+    )
+    return fanned, notes

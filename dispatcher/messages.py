@@ -9,6 +9,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from dispatcher.paths import bundled_dir
 
 
+def call_template(channel: str, previous_call_id: int | None) -> str:
+    """The template asking for an answer on a channel: the update's text for a call that
+    carries on a call of the warning an Update superseded."""
+    return f"update_{channel}" if previous_call_id is not None else f"call_{channel}"
+
+
 class Renderer:
     def __init__(self) -> None:
         self._env = Environment(

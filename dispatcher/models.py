@@ -20,9 +20,11 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -119,8 +121,14 @@ class Speaker(Base):
 
 
 class Warning(Base):
+    """One CAP alert as received. `raw_body` holds the exact bytes posted (for audit and
+    re-processing); an Update points at the warning it `supersedes`."""
+
     __tablename__ = "warnings"
-    __table_args__ = (UniqueConstraint("sender", "identifier"),)
+    __table_args__ = (
+        UniqueConstraint("sender", "identifier"),
+        Index("ix_warnings_state_expires", "state", "expires"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sender: Mapped[str] = mapped_column(String(200))
@@ -144,6 +152,13 @@ class Warning(Base):
     areas: Mapped[list[Any]] = mapped_column(JSON)
     source_format: Mapped[str] = mapped_column(String(8))  # cap | json
     raw_payload: Mapped[str] = mapped_column(Text)
+    raw_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    # status Exercise: a drill, counted apart from real warnings
+    is_drill: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    signal: Mapped[str | None] = mapped_column(String(32))  # 暴雨, 台风... (dispatcher.signals)
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("warnings.id"), index=True)
+    # active | superseded | cancelled | expired (vocabulary.WarningState)
     state: Mapped[str] = mapped_column(String(16), default="active")
     notes: Mapped[list[Any]] = mapped_column(JSON, default=list)
     received_at: Mapped[datetime] = mapped_column(index=True)
@@ -179,6 +194,8 @@ class Call(Base):
     # First send a provider accepted: the ladder's clock starts here, not at the warning.
     delivered_at: Mapped[datetime | None]
     door_knock_task_id: Mapped[int | None] = mapped_column(ForeignKey("door_knock_tasks.id"))
+    # the same person's call on the warning this one's Update superseded
+    previous_call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
 
     warning: Mapped[Warning] = relationship()
     responder: Mapped[Responder] = relationship()

@@ -36,6 +36,7 @@ def sign_body(secret: str, timestamp: str, body: bytes) -> str:
 class VerifiedSender:
     name: str
     cap_senders: tuple[str, ...]
+    settings: SenderSettings
 
 
 def verify_webhook(
@@ -72,7 +73,9 @@ def verify_webhook(
             f"stale timestamp: {int(skew)} s from server time, "
             f"window is {matched.replay_window_s} s"
         )
-    return VerifiedSender(name=matched.name, cap_senders=tuple(matched.cap_senders))
+    return VerifiedSender(
+        name=matched.name, cap_senders=tuple(matched.cap_senders), settings=matched
+    )
 
 
 def _link_signature(secret: str, kind: str, item_id: int) -> str:

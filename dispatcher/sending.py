@@ -17,6 +17,7 @@ from channels.base import Channel, Message, SendError
 from dispatcher.audit import record
 from dispatcher.fanout import new_attempt
 from dispatcher.ladder import note_delivery
+from dispatcher.messages import call_template
 from dispatcher.models import Attempt, Broadcast, Call, Contact, Speaker, Warning
 from dispatcher.runtime import Runtime
 from dispatcher.security import make_link_token
@@ -53,7 +54,7 @@ async def _claim_attempt(runtime: Runtime, attempt_id: int) -> Message | None:
             warning = await session.get(Warning, call.warning_id)
             policy = runtime.settings.policy_for(warning.level)  # type: ignore[union-attr]
             body = runtime.renderer.render(
-                f"call_{attempt.channel}",
+                call_template(attempt.channel, call.previous_call_id),
                 warning=warning,
                 minutes=int(policy.answer_within_min),
                 answer_url=answer_url(runtime, call.id),

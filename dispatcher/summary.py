@@ -59,6 +59,8 @@ async def warning_summary(session: AsyncSession, warning: Warning) -> dict[str, 
             "escalated": states.get(CallState.ESCALATED, 0),
             "unanswered": states.get(CallState.UNANSWERED, 0),
             "cancelled": states.get(CallState.CANCELLED, 0),
+            "expired": states.get(CallState.EXPIRED, 0),
+            "superseded": states.get(CallState.SUPERSEDED, 0),
             "help": help_count or 0,
         },
         "statuses": {str(k): v for k, v in statuses.items() if k is not None},
@@ -69,7 +71,48 @@ async def warning_summary(session: AsyncSession, warning: Warning) -> dict[str, 
             "open": tasks.get(TaskStatus.OPEN, 0) + tasks.get(TaskStatus.ACCEPTED, 0),
             "done": tasks.get(TaskStatus.DONE, 0),
             "unreachable": tasks.get(TaskStatus.UNREACHABLE, 0),
+            "cancelled": tasks.get(TaskStatus.CANCELLED, 0),
         },
+    }
+
+
+async def totals(session: AsyncSession, *, drill: bool) -> dict[str, Any]:
+    """Figures over all real warnings, or over all drills: the two are never mixed."""
+    of_kind = Warning.is_drill.is_(drill)
+    warnings = await session.scalar(select(func.count()).select_from(Warning).where(of_kind))
+    calls = dict(
+        (
+            await session.execute(
+                select(Call.state, func.count())
+                .join(Warning, Warning.id == Call.warning_id)
+                .where(of_kind)
+                .group_by(Call.state)
+            )
+        ).all()
+    )
+    answers = await session.scalar(
+        select(func.count())
+        .select_from(Answer)
+        .join(Call, Call.id == Answer.call_id)
+        .join(Warning, Warning.id == Call.warning_id)
+        .where(of_kind)
+    )
+    tasks = dict(
+        (
+            await session.execute(
+                select(DoorKnockTask.status, func.count())
+                .join(Warning, Warning.id == DoorKnockTask.warning_id)
+                .where(of_kind)
+                .group_by(DoorKnockTask.status)
+            )
+        ).all()
+    )
+    return {
+        "drill": drill,
+        "warnings": warnings or 0,
+        "calls": {"total": sum(calls.values()), **calls},
+        "answers": answers or 0,
+        "door_knock_tasks": {"total": sum(tasks.values()), **tasks},
     }
 
 
@@ -80,7 +123,10 @@ def warning_public(warning: Warning) -> dict[str, Any]:
         "identifier": warning.identifier,
         "status": warning.status,
         "msg_type": warning.msg_type,
+        "drill": warning.is_drill,
         "state": warning.state,
+        "signal": warning.signal,
+        "supersedes": warning.supersedes_id,
         "event": warning.event,
         "level": warning.level,
         "headline": warning.headline,

@@ -28,6 +28,22 @@ def level_rank(level: str) -> int:
     return list(LEVELS).index(level)
 
 
+class WarningState(StrEnum):
+    ACTIVE = "active"
+    SUPERSEDED = "superseded"  # an Update replaced it
+    CANCELLED = "cancelled"  # a Cancel lifted it (or it is itself a Cancel)
+    EXPIRED = "expired"  # its `expires` passed while it was active
+
+
+WARNING_STATE_LABELS: dict[str, str] = {
+    "active": "生效中",
+    "superseded": "已更新",
+    "cancelled": "已解除",
+    "expired": "已过期",
+}
+DRILL_MARK = "【演练】"
+
+
 class CallState(StrEnum):
     PENDING = "pending"
     CALLING = "calling"
@@ -36,6 +52,7 @@ class CallState(StrEnum):
     UNANSWERED = "unanswered"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    SUPERSEDED = "superseded"  # carried on by the same person's call on the Update
 
 
 # Calls in these states still wait for an answer and may escalate.
@@ -51,6 +68,7 @@ CALL_STATE_LABELS: dict[str, str] = {
     "unanswered": "未应答",
     "cancelled": "已取消",
     "expired": "已过期",
+    "superseded": "已更新",
 }
 
 

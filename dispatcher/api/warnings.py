@@ -1,28 +1,57 @@
-"""The warning webhook and the warnings read API."""
+"""The warning webhook, the warnings read API and the JSON Schema of a JSON warning.
+
+Every refusal is JSON: `{"detail": <what is wrong>, "field": <JSON path, CAP element path
+or null for the whole body>}`.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from dispatcher.api.deps import RuntimeDep, SessionDep
-from dispatcher.cap import WarningRejected
+from dispatcher.cap import WarningIn, WarningRejected
 from dispatcher.ingest import ingest
 from dispatcher.models import Warning
 from dispatcher.security import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureRejected
-from dispatcher.summary import list_calls, region_tree, warning_public, warning_summary
+from dispatcher.summary import list_calls, region_tree, totals, warning_public, warning_summary
 
 router = APIRouter(prefix="/api/v1/warnings", tags=["warnings"])
+schema_router = APIRouter(prefix="/api/v1/schema", tags=["warnings"])
+SCHEMA_ID = "/api/v1/schema/warning.json"
+
+
+def warning_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) a JSON warning must meet."""
+    schema = WarningIn.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        **schema,
+        "description": "A warning for POST /api/v1/warnings (Content-Type: application/json): "
+        "CAP 1.2's element names, with one info block flattened in.",
+    }
+
+
+@schema_router.get("/warning.json")
+async def get_warning_schema() -> JSONResponse:
+    return JSONResponse(warning_json_schema(), media_type="application/schema+json")
+
+
+def refusal(message: str, status: int, field: str | None) -> JSONResponse:
+    headers = {"Retry-After": "60"} if status == 429 else None
+    return JSONResponse({"detail": message, "field": field}, status_code=status, headers=headers)
 
 
 @router.post("", status_code=202)
 async def post_warning(request: Request, runtime: RuntimeDep) -> JSONResponse:
     body = await request.body()
-    if len(body) > runtime.settings.server.max_body_bytes:
-        return JSONResponse({"detail": "body too large"}, status_code=413)
+    limit = runtime.settings.server.max_body_bytes
+    if len(body) > limit:
+        return refusal(f"body too large: {len(body)} bytes, the limit is {limit}", 413, None)
     try:
         result = await ingest(
             runtime,
@@ -32,9 +61,9 @@ async def post_warning(request: Request, runtime: RuntimeDep) -> JSONResponse:
             signature=request.headers.get(SIGNATURE_HEADER),
         )
     except SignatureRejected as exc:
-        return JSONResponse({"detail": exc.message}, status_code=401)
+        return refusal(exc.message, 401, None)
     except WarningRejected as exc:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        return refusal(exc.message, exc.status, exc.field)
     return JSONResponse(
         {
             "id": result.id,
@@ -43,15 +72,25 @@ async def post_warning(request: Request, runtime: RuntimeDep) -> JSONResponse:
             "duplicate": result.duplicate,
             "level": result.level,
             "notes": result.notes,
+            "drill": result.drill,
         },
         status_code=202,
     )
 
 
 @router.get("")
-async def get_warnings(session: SessionDep) -> list[dict[str, Any]]:
-    warnings = await session.scalars(select(Warning).order_by(Warning.id.desc()).limit(100))
-    return [warning_public(w) for w in warnings]
+async def get_warnings(session: SessionDep, drill: bool | None = None) -> list[dict[str, Any]]:
+    """The latest 100 warnings; `drill=false` leaves drills out, `drill=true` lists only them."""
+    query = select(Warning).order_by(Warning.id.desc()).limit(100)
+    if drill is not None:
+        query = query.where(Warning.is_drill.is_(drill))
+    return [warning_public(w) for w in await session.scalars(query)]
+
+
+@router.get("/totals")
+async def get_totals(session: SessionDep, drill: bool = False) -> dict[str, Any]:
+    """Calls, answers and door-knock tasks over all real warnings (or, `drill=true`, drills)."""
+    return await totals(session, drill=drill)
 
 
 async def _warning(session: SessionDep, warning_id: int) -> Warning:
@@ -72,3 +111,14 @@ async def get_warning(warning_id: int, session: SessionDep) -> dict[str, Any]:
 async def get_calls(warning_id: int, session: SessionDep) -> list[dict[str, Any]]:
     await _warning(session, warning_id)
     return await list_calls(session, warning_id)
+
+
+@router.get("/{warning_id}/raw")
+async def get_raw(warning_id: int, session: SessionDep) -> Response:
+    """The exact bytes posted, with the content type they came with (audit, re-processing)."""
+    warning = await _warning(session, warning_id)
+    body = warning.raw_body if warning.raw_body is not None else warning.raw_payload.encode()
+    media = warning.content_type or (
+        "application/json" if warning.source_format == "json" else "application/xml"
+    )
+    return Response(content=body, media_type=media)

@@ -9,10 +9,15 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from dispatcher.paths import bundled_dir
-from dispatcher.vocabulary import CALL_STATE_LABELS, LEVELS, ROLES
+from dispatcher.vocabulary import CALL_STATE_LABELS, LEVELS, ROLES, WARNING_STATE_LABELS
 
 templates = Jinja2Templates(directory=str(bundled_dir("templates") / "web"))
-templates.env.globals.update(LEVELS=LEVELS, ROLES=ROLES, CALL_STATE_LABELS=CALL_STATE_LABELS)
+templates.env.globals.update(
+    LEVELS=LEVELS,
+    ROLES=ROLES,
+    CALL_STATE_LABELS=CALL_STATE_LABELS,
+    WARNING_STATE_LABELS=WARNING_STATE_LABELS,
+)
 
 
 def render_page(
