@@ -4,7 +4,8 @@ A directory holds any of `regions.csv` (`code,name,level,parent_code`), `respond
 (`id,name,phone,wecom_userid,role,region_codes,backup_id,supervisor_id`; several phones or
 region codes separated by `;`), `speakers.csv` (`id,name,region_code,provider,address`)
 and `households.csv` (`id,region_code,address,people,flags`; see `dispatcher.households`),
-in UTF-8 (with or without BOM) or GB18030/GBK as Excel saves them in China.
+in UTF-8 (with or without BOM) or GB18030/GBK as Excel saves them in China, and
+`regions.geojson`, the regions' boundaries (see `dispatcher.directory_geometry`).
 
 Every row of every file is checked (see `dispatcher.directory_rows`) before anything is
 written. If any row is bad, `DirectoryImportError` lists every problem with file, line and
@@ -41,6 +42,7 @@ from dispatcher.directory_rows import (
     check_directory,
     sort_errors,
 )
+from dispatcher.directory_geometry import GEOMETRY_FILE, RegionGeometry, read_geometries
 from dispatcher.households import HouseholdRow, check_households, write_households
 from dispatcher.models import Contact, Duty, Region, Responder, Speaker
 
@@ -67,13 +69,16 @@ class ImportReport:
     responders: int
     speakers: int
     households: int = 0
+    geometries: int = 0
 
     def summary(self) -> str:
         text = (
             f"Imported {self.regions} regions, {self.responders} responders "
             f"and {self.speakers} speakers"
         )
-        return text + (f", {self.households} households." if self.households else ".")
+        text += f", {self.households} households" if self.households else ""
+        text += f", {self.geometries} region boundaries" if self.geometries else ""
+        return text + "."
 
 
 async def import_directory(session: AsyncSession, directory: Path) -> ImportReport:
@@ -83,22 +88,29 @@ async def import_directory(session: AsyncSession, directory: Path) -> ImportRepo
     plan, row_errors = check_directory(tables, known)
     errors.extend(row_errors)
     households: list[HouseholdRow] = []
+    region_codes = set(known.regions) | {row.code for row in plan.regions}
     if (household_table := tables.get(HOUSEHOLDS_FILE)) is not None:
         unreadable_regions = REGIONS_FILE in tables and tables[REGIONS_FILE] is None
-        region_codes = set(known.regions) | {row.code for row in plan.regions}
         households = check_households(
             household_table, None if unreadable_regions else region_codes, errors
         )
+    geometries, geometry_errors = read_geometries(directory, region_codes)
+    errors.extend(geometry_errors)
     if errors:
         raise DirectoryImportError(sort_errors(errors))
     await _write_regions(session, plan, regions)
+    _write_geometries(geometries, regions)
     responders = await _write_responders(session, plan.responders, regions)
     await _link_responders(session, plan.responders, responders)
     await _write_speakers(session, plan.speakers, regions)
     await write_households(session, households, regions)
     await session.flush()
     return ImportReport(
-        len(plan.regions), len(plan.responders), len(plan.speakers), len(households)
+        len(plan.regions),
+        len(plan.responders),
+        len(plan.speakers),
+        len(households),
+        len(geometries),
     )
 
 
@@ -119,8 +131,9 @@ def read_tables(directory: Path) -> tuple[dict[str, Table | None], list[RowError
             continue
         tables[name], table_errors = parse_table(name, text)
         errors.extend(table_errors)
-    if not tables:
-        errors.append(RowError(str(directory), 0, f"none of {', '.join(COLUMNS)} found"))
+    if not tables and not (directory / GEOMETRY_FILE).is_file():
+        expected = ", ".join((*COLUMNS, GEOMETRY_FILE))
+        errors.append(RowError(str(directory), 0, f"none of {expected} found"))
     return tables, errors
 
 
@@ -201,6 +214,11 @@ async def _write_regions(session: AsyncSession, plan: Plan, regions: dict[str, R
         if region.path != path or region.depth != depth:
             region.path, region.depth = path, depth
     await session.flush()
+
+
+def _write_geometries(geometries: list[RegionGeometry], regions: dict[str, Region]) -> None:
+    for item in geometries:
+        regions[item.code].geometry = item.geometry
 
 
 async def _write_responders(

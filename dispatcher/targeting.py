@@ -55,7 +55,10 @@ def code_forms(value: str) -> list[str]:
     if value.isdigit() and len(value) in STATISTICAL_LENGTHS:
         padded = value.ljust(12, "0")
         forms.append(padded)
-        forms += [padded[:n] for n in (6, 9) if padded[n:] == "0" * (12 - n)]
+        if padded[6:] == "000000":
+            forms.append(padded[:6])  # a county
+        elif padded[9:] == "000":
+            forms.append(padded[:9])  # a township
     return list(dict.fromkeys(forms))
 
 

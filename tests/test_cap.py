@@ -21,6 +21,7 @@ from dispatcher.cap import (
     parse_warning_json,
 )
 from dispatcher.levels import colour_of, level_in_text, parse_level
+from dispatcher.signals import signal_of
 from dispatcher.vocabulary import LEVELS
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "cap"
@@ -367,14 +368,109 @@ def test_cancel_fixture_references_the_red_warning() -> None:
 
 def test_every_fixture_parses_through_parse_warning() -> None:
     names = sorted(path.name for path in FIXTURES.glob("*.xml"))
-    assert len(names) == 4
+    assert len(names) == 8
     for name in names:
         body = (FIXTURES / name).read_bytes()
         assert parse_warning(body, "application/cap+xml") == parse_cap_xml(body)
 
 
+def test_typhoon_update_fixture_references_the_alert() -> None:
+    update = load_fixture("qingxi-typhoon-orange-update.xml")
+    alert = load_fixture("qingxi-typhoon-orange.xml")
+    assert update.msg_type == "Update"
+    assert update.reference_keys() == [(alert.sender, alert.identifier)]
+    assert update.level == alert.level == "orange"
+    assert update.signal == "台风"
+    assert update.event_codes == (("预警信号", "台风"),)
+    assert set(alert.geocode_values()) < set(update.geocode_values())
+
+
+def test_gb2312_fixture() -> None:
+    warning = load_fixture("qingxi-cold-wave-blue-gb2312.xml")
+    assert warning.event == "寒潮"
+    assert warning.level == "blue"
+    assert warning.headline == "青溪县气象台发布寒潮蓝色预警信号"
+    assert warning.geocode_values() == ["441799"]
+
+
+def test_exercise_fixture_is_a_drill() -> None:
+    warning = load_fixture("qingxi-geohazard-orange-exercise.xml")
+    assert (warning.status, warning.is_drill) == ("Exercise", True)
+    assert warning.signal == "地质灾害"
+    assert warning.level == "orange"
+
+
+def test_hail_fixture_without_colour_is_fitted_to_the_signal() -> None:
+    warning = load_fixture("qingxi-hail-circle.xml")
+    assert warning.signal == "冰雹"
+    assert warning.severity == "Moderate"  # yellow by severity; hail has no yellow signal
+    assert warning.level == "orange"
+    assert warning.areas[0].circles == ("21.75,111.75 8",)
+
+
 # ---------------------------------------------------------------------------------------------
 # Level mapping
+
+
+# event, headline, parameters, severity -> level: the whole mapping in one table
+LEVEL_TABLE_CASES = [
+    ("暴雨", "青溪县气象台发布暴雨红色预警信号", [], "Extreme", "red"),
+    ("暴雨", "", [("预警级别", "橙色")], "Minor", "orange"),
+    ("台风", "", [], "Red", "red"),
+    ("暴雪", "暴雪Ⅱ级预警", [], None, "orange"),
+    ("寒潮", "", [], "Minor", "blue"),
+    ("大风", "", [], "Moderate", "yellow"),
+    ("沙尘暴", "", [], "Minor", "yellow"),  # no blue sandstorm signal
+    ("高温", "", [], None, "yellow"),  # unknown severity -> blue -> lowest heat signal
+    ("干旱", "", [], "Moderate", "orange"),  # drought: orange or red only
+    ("雷电", "", [], "Extreme", "red"),
+    ("冰雹", "", [], "Minor", "orange"),
+    ("霜冻", "", [], "Extreme", "orange"),  # frost: blue to orange
+    ("大雾", "", [], "Severe", "orange"),
+    ("霾", "", [], "Minor", "yellow"),
+    ("道路结冰", "", [], "Moderate", "yellow"),
+    ("地质灾害", "地质灾害气象风险三级预警", [], None, "yellow"),
+    ("山洪", "", [], "Severe", "orange"),
+    ("洪水", "", [("预警级别", "Ⅳ级")], None, "blue"),
+    ("Flash Flood Warning", "", [], "Minor", "blue"),
+    ("Heat Advisory", "", [], "Minor", "blue"),  # not a Chinese signal: severity as is
+    ("霜冻", "霜冻红色预警", [], None, "red"),  # a stated colour is kept, even an odd one
+]
+
+
+@pytest.mark.parametrize(
+    ("event", "headline", "parameters", "severity", "level"), LEVEL_TABLE_CASES
+)
+def test_level_mapping_table(
+    event: str,
+    headline: str,
+    parameters: list[tuple[str, str]],
+    severity: str | None,
+    level: str,
+) -> None:
+    body = json.loads(json_body(parameters=[], headline=headline))
+    body.update(event=event, severity=severity)
+    body["parameters"] = [{"valueName": name, "value": value} for name, value in parameters]
+    assert parse_warning_json(json.dumps(body).encode()).level == level
+
+
+@pytest.mark.parametrize(
+    ("text", "signal"),
+    [
+        ("暴雨", "暴雨"),
+        ("暴雨预警信号", "暴雨"),
+        ("", None),
+        ("Rainstorm", "暴雨"),
+        ("Flash Flood Warning", "山洪"),
+        ("Flood Warning", "洪水"),
+        ("floodgate test", None),
+        ("Civil Emergency Message", None),
+        ("暴雨引发山洪", "暴雨"),
+    ],
+)
+def test_signal_of(text: str, signal: str | None) -> None:
+    found = signal_of(text)
+    assert (found.name if found else None) == signal
 
 
 @pytest.mark.parametrize(
