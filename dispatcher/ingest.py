@@ -75,7 +75,7 @@ async def ingest(
             field_of(parsed, "sender"),
         )
     check_level(sender.settings, parsed)
-    if parsed.expires is not None and parsed.expires <= now and parsed.msg_type != "Cancel":
+    if parsed.expires is not None and parsed.expires < now and parsed.msg_type != "Cancel":
         raise WarningRejected(
             f"warning expired at {parsed.expires.isoformat()} "
             f"(server time {now.isoformat(timespec='seconds')})",
