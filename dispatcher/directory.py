@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from dispatcher.directory_geometry import GEOMETRY_FILE, RegionGeometry, read_geometries
 from dispatcher.directory_rows import (
     COLUMNS,
     HOUSEHOLDS_FILE,
@@ -42,7 +43,6 @@ from dispatcher.directory_rows import (
     check_directory,
     sort_errors,
 )
-from dispatcher.directory_geometry import GEOMETRY_FILE, RegionGeometry, read_geometries
 from dispatcher.households import HouseholdRow, check_households, write_households
 from dispatcher.models import Contact, Duty, Region, Responder, Speaker
 
