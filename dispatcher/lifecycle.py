@@ -290,6 +290,26 @@ async def supersede(
     return result, [note]
 
 
+async def carried_call(session: AsyncSession, call: Call) -> Call:
+    """The call an answer to `call` counts for. An answer to a superseded warning (a tap
+    on the first message's link) counts for the same person's call on the Update, as long
+    as the level did not rise; otherwise it stays on `call`, which no longer takes one."""
+    current = call
+    while True:
+        warning = await session.get(Warning, current.warning_id)
+        if warning is None or warning.state != WarningState.SUPERSEDED:
+            return current
+        newer = await session.scalar(
+            select(Call).where(Call.previous_call_id == current.id).with_for_update()
+        )
+        if newer is None:
+            return current
+        newer_warning = await session.get(Warning, newer.warning_id)
+        if newer_warning is None or level_rank(newer_warning.level) > level_rank(warning.level):
+            return current
+        current = newer
+
+
 async def expire_due(runtime: Runtime) -> int:
     """Mark active warnings whose `expires` has passed as expired and stop them."""
     now = runtime.clock.now()

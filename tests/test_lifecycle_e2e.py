@@ -17,6 +17,7 @@ from dispatcher.clock import ManualClock
 from dispatcher.escalation import sweep
 from dispatcher.models import Attempt, Broadcast, Call, DoorKnockTask, Responder, Warning
 from dispatcher.runtime import Runtime
+from dispatcher.security import make_link_token
 from dispatcher.worker import run_until_idle
 from tests.test_spine_e2e import setup_directory, signed
 
@@ -144,6 +145,12 @@ async def test_update_keeps_answers_unless_the_level_rises_then_cancel_lifts_it(
             asks["a2"][0].startswith("【叫应·预警更新】") and "回复1确认收到更新" in asks["a2"][0]
         )
 
+        # 李四 taps the link of the first message: it counts for the update (same level)
+        token = make_link_token(runtime.settings.app.secret_key, "a", old["a2"].id)
+        assert (await client.get(f"/a/{token}")).status_code == 200
+        assert (await calls_of(runtime, second["id"]))["a2"].state == "answered"
+        assert (await calls_of(runtime, first["id"]))["a2"].state == "superseded"
+
         # 2. the level rises to red: everyone answers again under the red policy
         clock.advance(minutes=3)
         body = alert("U2", msg_type="Update", colour="红色", references=("U1",))
@@ -152,6 +159,10 @@ async def test_update_keeps_answers_unless_the_level_rises_then_cancel_lifts_it(
         await run_until_idle(runtime)
         raised = await calls_of(runtime, third["id"])
         assert {c.state for c in raised.values()} == {"calling"}
+        # the level rose: a tap on the orange update's link does not answer the red one
+        token = make_link_token(runtime.settings.app.secret_key, "a", new["b2"].id)
+        assert (await client.get(f"/a/{token}")).status_code == 200
+        assert (await calls_of(runtime, third["id"]))["b2"].state == "calling"
         assert set(await sms_bodies(runtime, third["id"], "call")) == {
             "t1",
             "a1",

@@ -13,6 +13,7 @@ from dispatcher.answers import record_answer
 from dispatcher.api.deps import RuntimeDep
 from dispatcher.api.web import render_page
 from dispatcher.doorknock import households_in
+from dispatcher.lifecycle import carried_call
 from dispatcher.models import (
     Attempt,
     Call,
@@ -57,6 +58,7 @@ async def _answer(
         call = await session.get(Call, call_id, with_for_update=True)
         if call is None:
             return message_page(request, "链接无效", "未找到对应的预警呼叫。", 404)
+        call = await carried_call(session, call)  # a tap on the link sent before an Update
         warning = await session.get(Warning, call.warning_id)
         notices: list[Attempt] = []
         # A GET only confirms receipt once; it never overwrites a later status.
