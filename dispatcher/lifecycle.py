@@ -79,6 +79,16 @@ async def _head(session: AsyncSession, warning: Warning) -> Warning:
         warning = newer
 
 
+async def _chain(session: AsyncSession, head: Warning) -> list[int]:
+    """The ids of `head` and of every warning it superseded, directly or not."""
+    ids = [head.id]
+    previous = head.supersedes_id
+    while previous is not None and previous not in ids:
+        ids.append(previous)
+        previous = await session.scalar(select(Warning.supersedes_id).where(Warning.id == previous))
+    return ids
+
+
 async def find_referenced(session: AsyncSession, parsed: ParsedWarning) -> Referenced:
     """The stored warnings this message's references point at, followed to their heads."""
     found = Referenced()
@@ -148,10 +158,12 @@ async def cancel_warnings(
                 )
             )
         )
+        # tasks opened under the warnings this one superseded are lifted with it
+        chain = await _chain(session, target)
         tasks = list(
             await session.scalars(
                 select(DoorKnockTask).where(
-                    DoorKnockTask.warning_id == target.id,
+                    DoorKnockTask.warning_id.in_(chain),
                     DoorKnockTask.status.in_([TaskStatus.OPEN, TaskStatus.ACCEPTED]),
                 )
             )

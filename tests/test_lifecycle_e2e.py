@@ -151,6 +151,19 @@ async def test_update_keeps_answers_unless_the_level_rises_then_cancel_lifts_it(
         assert (await calls_of(runtime, second["id"]))["a2"].state == "answered"
         assert (await calls_of(runtime, first["id"]))["a2"].state == "superseded"
 
+        # 王镇长 stays silent on the orange update until its ladder opens a door-knock task
+        for _ in range(4):
+            clock.advance(minutes=15)
+            await sweep(runtime)
+            await run_until_idle(runtime)
+        async with runtime.db.sessions() as session:
+            orange_tasks = list(
+                await session.scalars(
+                    select(DoorKnockTask.id).where(DoorKnockTask.warning_id == second["id"])
+                )
+            )
+        assert orange_tasks
+
         # 2. the level rises to red: everyone answers again under the red policy
         clock.advance(minutes=3)
         body = alert("U2", msg_type="Update", colour="红色", references=("U1",))
@@ -218,6 +231,13 @@ async def test_update_keeps_answers_unless_the_level_rises_then_cancel_lifts_it(
                 )
             )
         assert statuses == {"cancelled"}
+        async with runtime.db.sessions() as session:
+            earlier = set(
+                await session.scalars(
+                    select(DoorKnockTask.status).where(DoorKnockTask.id.in_(orange_tasks))
+                )
+            )
+        assert earlier == {"cancelled"}  # tasks of the superseded update are lifted too
         assert queued is None
         assert "queued" not in broadcast_states
         lifted = await sms_bodies(runtime, cancel["id"], "notice")
