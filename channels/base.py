@@ -10,14 +10,21 @@ Errors, drawn once:
 
     ChannelError
     ├── SendError          a send failed; `retryable` says whether to try again later,
-    │                      `contact_bad` that this address will never work
+    │                      `contact_bad` that this address will never work,
+    │                      `other_provider` that another provider may carry it
     └── CallbackRejected   a callback failed verification or could not be read; carries
                            the HTTP status to answer with
 
 To add a provider: write a class with the attributes and methods of `Provider` in its own
 module (the only module that may import the vendor's SDK), give its settings and the
-shared `ProviderContext` to its constructor, and register a factory in
-`channels/registry.py`.
+shared `ProviderContext` to its constructor, register a factory in
+`channels/registry.py`, and add its settings section to `dispatcher/config.py`. Declare
+what it can do in `ProviderFlags`; the core owns everything around a send: routing by
+number prefix, rate limits, the circuit breaker and failover, retries and the records.
+Raise `SendError(retryable=True)` for what may pass (timeouts, 5xx, rate limiting: these
+also count against the provider's circuit breaker) and `retryable=False` for what will
+not (a bad number: add `contact_bad=True`). A provider that receives reports on a
+connection of its own (MQTT) sets `listens` and implements `listen`.
 """
 
 from __future__ import annotations
@@ -67,6 +74,15 @@ class ProviderFlags:
     reports_delivery: bool = False
     receives_replies: bool = False
     reports_playback: bool = False
+    # Number prefixes this provider cannot carry replies from (Twilio and "+86"): texts
+    # sent there must not ask for a reply and carry the answer link instead.
+    one_way_prefixes: tuple[str, ...] = ()
+    # Reports arrive on a connection the provider keeps itself (`listen`), not over HTTP.
+    listens: bool = False
+
+    def two_way(self, to: str) -> bool:
+        """Can a reply from `to` come back through this provider?"""
+        return self.receives_replies and not to.startswith(self.one_way_prefixes)
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,15 @@ class CallbackRequest:
     query: dict[str, str] = field(default_factory=dict)
     form: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+
+
+@dataclass(frozen=True)
+class CallbackReply:
+    """What the core wants said on a live channel that is waiting (a call after a keypress)."""
+
+    say: str = ""
+    # Read this again and wait for another keypress ("press 9 to hear it again").
+    replay: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +124,12 @@ class DeliveryReport:
     status: str  # sent | delivered | failed | no_answer | busy
     error_code: str | None = None
     error_message: str | None = None
+    # The provider's own word for the status ("undelivered", "machine_start"...).
+    provider_status: str | None = None
+    # The address will never work (unknown number): mark the contact bad.
+    contact_bad: bool = False
+    # This provider refused the message (filtered as spam); another one may not.
+    other_provider: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,12 +177,16 @@ class SendError(ChannelError):
         code: str | None = None,
         retryable: bool = False,
         contact_bad: bool = False,
+        other_provider: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.retryable = retryable
         self.contact_bad = contact_bad
+        # This provider cannot carry this message (region not enabled, filtered); another
+        # provider on the route may.
+        self.other_provider = other_provider
 
 
 class CallbackRejected(ChannelError):
@@ -164,6 +199,7 @@ class CallbackRejected(ChannelError):
 # --- what a provider gets and is ------------------------------------------------------
 
 ScheduleCallback = Callable[[CallbackRequest, float], Awaitable[None]]
+DeliverCallback = Callable[[CallbackRequest], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -191,8 +227,16 @@ class Provider(Protocol):
         """Verify and read a callback; raise `CallbackRejected` if it cannot be trusted."""
         ...
 
-    def callback_response(self) -> CallbackResponse:
-        """What to answer the provider once its callback has been taken."""
+    def callback_response(self, reply: CallbackReply | None = None) -> CallbackResponse:
+        """What to answer the provider once its callback has been taken.
+
+        `reply` is what the core wants said back where the channel is live (a call in
+        progress after a keypress); providers without a live channel ignore it.
+        """
+        ...
+
+    async def listen(self, deliver: DeliverCallback) -> None:
+        """Only with `flags.listens`: receive reports until cancelled, handing each over."""
         ...
 
     async def aclose(self) -> None: ...

@@ -16,7 +16,48 @@ def _simulated(channel: Channel, settings: Mapping[str, Any], context: ProviderC
     return SimulatedProvider(channel, SimulatedBehaviour(**settings), context)
 
 
-FACTORIES: dict[str, ProviderFactory] = {"simulated": _simulated}
+def _twilio(channel: Channel, settings: Mapping[str, Any], context: ProviderContext) -> Provider:
+    # Imported here: only a deployment that uses Twilio loads the library.
+    if channel is Channel.SMS:
+        from channels.twilio_sms import TwilioSmsProvider
+
+        return TwilioSmsProvider(settings, context)
+    if channel is Channel.VOICE:
+        from channels.twilio_voice import TwilioVoiceProvider
+
+        return TwilioVoiceProvider(settings, context)
+    raise ValueError(f"twilio carries sms and voice, not {channel.value}")
+
+
+def _speaker_http(
+    channel: Channel, settings: Mapping[str, Any], context: ProviderContext
+) -> Provider:
+    from channels.speaker_http import HttpSpeakerProvider
+
+    _speakers_only("speaker_http", channel)
+    return HttpSpeakerProvider(settings, context)
+
+
+def _speaker_mqtt(
+    channel: Channel, settings: Mapping[str, Any], context: ProviderContext
+) -> Provider:
+    from channels.speaker_mqtt import MqttSpeakerProvider
+
+    _speakers_only("speaker_mqtt", channel)
+    return MqttSpeakerProvider(settings, context)
+
+
+def _speakers_only(name: str, channel: Channel) -> None:
+    if channel is not Channel.SPEAKER:
+        raise ValueError(f"{name} drives speakers, not {channel.value}")
+
+
+FACTORIES: dict[str, ProviderFactory] = {
+    "simulated": _simulated,
+    "twilio": _twilio,
+    "speaker_http": _speaker_http,
+    "speaker_mqtt": _speaker_mqtt,
+}
 
 
 class UnknownProvider(ValueError):

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 
 from channels.base import (
     CallbackRejected,
+    CallbackReply,
     CallbackRequest,
     CallbackResponse,
     Channel,
+    DeliverCallback,
     DeliveryReport,
     DirectReply,
     Event,
@@ -167,8 +169,11 @@ class SimulatedProvider:
             f"not a simulated {self.channel.value} callback: fields {sorted(form)}"
         )
 
-    def callback_response(self) -> CallbackResponse:
+    def callback_response(self, reply: CallbackReply | None = None) -> CallbackResponse:
         return CallbackResponse(body="ok")
+
+    async def listen(self, deliver: DeliverCallback) -> None:
+        raise NotImplementedError("simulated providers call back through schedule_callback")
 
     async def aclose(self) -> None:
         return None

@@ -16,6 +16,7 @@ from dispatcher.clock import Clock
 from dispatcher.config import ConfigError, Settings, load_settings
 from dispatcher.db import Database
 from dispatcher.directory import DirectoryImportError, import_directory
+from dispatcher.listeners import run_listeners
 from dispatcher.migrations import upgrade
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.worker import build_worker
@@ -56,6 +57,8 @@ async def run_services(
         tasks.append(asyncio.create_task(server.serve()))
     if worker:
         tasks.append(asyncio.create_task(build_worker(runtime).async_run()))
+        if runtime.providers.listeners():
+            tasks.append(asyncio.create_task(run_listeners(runtime)))
     return tasks, server
 
 

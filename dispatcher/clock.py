@@ -17,10 +17,22 @@ class Clock(Protocol):
         """The current time, timezone-aware, in UTC."""
         ...
 
+    def real_delay(self, seconds: float) -> float:
+        """How long to wait in real time for `seconds` of this clock to pass.
+
+        Used to defer jobs (rate-limit slots, retries). A manual clock moves only when
+        told, so it answers 0: the job comes back at once, finds it is not yet due, and
+        the sweep takes it when the test moves the clock.
+        """
+        ...
+
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def real_delay(self, seconds: float) -> float:
+        return max(0.0, seconds)
 
 
 class ManualClock:
@@ -39,6 +51,9 @@ class ManualClock:
     def set(self, moment: datetime) -> None:
         self._now = moment
 
+    def real_delay(self, seconds: float) -> float:
+        return 0.0
+
 
 class ScaledClock:
     """Runs `speed` times faster than the wall clock, starting from the real now."""
@@ -51,3 +66,6 @@ class ScaledClock:
     def now(self) -> datetime:
         elapsed = time.monotonic() - self._started
         return self._origin + timedelta(seconds=elapsed * self.speed)
+
+    def real_delay(self, seconds: float) -> float:
+        return max(0.0, seconds) / self.speed

@@ -6,7 +6,9 @@ under `./var`, simulated providers, the default escalation policies. Secrets may
 the environment so they stay out of the file:
 
     JIAOYING_SECRET_KEY, JIAOYING_DATABASE_URL, JIAOYING_REDIS_URL, JIAOYING_HOOKS_TOKEN,
-    JIAOYING_SENDER_<NAME>_SECRET (NAME upper-cased, '-' as '_')
+    JIAOYING_SENDER_<NAME>_SECRET (NAME upper-cased, '-' as '_'),
+    JIAOYING_TWILIO_AUTH_TOKEN, JIAOYING_SPEAKER_HTTP_API_KEY,
+    JIAOYING_SPEAKER_HTTP_CALLBACK_SECRET, JIAOYING_SPEAKER_MQTT_PASSWORD
 
 Every problem is reported as a `ConfigError` naming the setting, never as a traceback.
 """
@@ -21,7 +23,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dispatcher.config_providers import (
+    PROVIDER_CHANNELS,
+    FailoverSettings,
+    ProvidersSettings,
+)
 from dispatcher.vocabulary import LEVELS, ROLES
+
+__all__ = ["ConfigError", "FailoverSettings", "ProvidersSettings", "Settings"]
 
 PLACEHOLDER_SECRETS = {"", "change-me", "dev-secret-change-me", "dev-insecure-change-me"}
 CHANNELS = ("sms", "wechat", "voice", "speaker")
@@ -65,6 +74,7 @@ class WorkerSettings(_Section):
     requeue_after_s: int = Field(60, ge=1)
     send_lease_s: int = Field(300, ge=10)
     retry_base_s: float = Field(10, gt=0)
+    retry_max_backoff_s: float = Field(300, gt=0)
     retry_max_tries: int = Field(5, ge=1)
     speaker_confirm_timeout_s: int = Field(300, ge=10)
 
@@ -107,6 +117,32 @@ class HooksSettings(_Section):
 
 class ChannelSettings(_Section):
     providers: list[str] = ["simulated"]
+    # Number prefix -> providers, e.g. {"+86" = ["aliyun", "twilio"]}; the longest
+    # matching prefix wins, anything unmatched uses `providers`.
+    routes: dict[str, list[str]] = {}
+
+    @field_validator("providers")
+    @classmethod
+    def _some_provider(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("a channel needs at least one provider")
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _routes_are_prefixes(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for prefix, names in value.items():
+            if not prefix or not names:
+                raise ValueError(f"route {prefix!r} needs a prefix and at least one provider")
+        return value
+
+    @property
+    def all_providers(self) -> list[str]:
+        """Every provider this channel may use, default list first, each once."""
+        names = list(self.providers)
+        for route in self.routes.values():
+            names += [n for n in route if n not in names]
+        return names
 
 
 class ChannelsSettings(_Section):
@@ -265,24 +301,6 @@ DEFAULT_POLICIES: dict[str, Policy] = {
 }
 
 
-class SimulatedProviderSettings(_Section):
-    """How the simulated recipients behave (demo, drills, tests)."""
-
-    delivery_rate: float = Field(0.97, ge=0, le=1)
-    answer_rate: float = Field(0.8, ge=0, le=1)
-    help_rate: float = Field(0.05, ge=0, le=1)
-    speaker_fail_rate: float = Field(0.05, ge=0, le=1)
-    min_delay_s: float = Field(1.0, ge=0)
-    max_delay_s: float = Field(30.0, ge=0)
-    seed: int = 1
-
-    @model_validator(mode="after")
-    def _delays_in_order(self) -> SimulatedProviderSettings:
-        if self.max_delay_s < self.min_delay_s:
-            raise ValueError("max_delay_s must be >= min_delay_s")
-        return self
-
-
 class QuietHoursSettings(_Section):
     """Night hours in which low-level warnings wait for the morning (never red or orange)."""
 
@@ -322,10 +340,6 @@ class QuietHoursSettings(_Section):
         return value
 
 
-class ProvidersSettings(_Section):
-    simulated: SimulatedProviderSettings = SimulatedProviderSettings()
-
-
 class Settings(_Section):
     app: AppSettings = AppSettings()
     server: ServerSettings = ServerSettings()
@@ -336,6 +350,7 @@ class Settings(_Section):
     hooks: HooksSettings = HooksSettings()
     channels: ChannelsSettings = ChannelsSettings()
     providers: ProvidersSettings = ProvidersSettings()
+    failover: FailoverSettings = FailoverSettings()
     policies: dict[str, Policy] = DEFAULT_POLICIES
     quiet_hours: QuietHoursSettings = QuietHoursSettings()
     # Other geocode schemes: valueName -> {value: region code}, e.g. SAME codes of a feed.
@@ -348,6 +363,30 @@ class Settings(_Section):
         if unknown:
             raise ValueError(f"unknown level(s) {unknown}; levels are {list(LEVELS)}")
         return {**DEFAULT_POLICIES, **value}
+
+    @model_validator(mode="after")
+    def _known_providers(self) -> Settings:
+        known = set(ProvidersSettings.model_fields)
+        for channel in CHANNELS:
+            for name in self.channels.for_channel(channel).all_providers:
+                if name not in known:
+                    raise ValueError(
+                        f"channels.{channel}: unknown provider {name!r}; known: {sorted(known)}"
+                    )
+                carries = PROVIDER_CHANNELS.get(name)
+                if carries is not None and channel not in carries:
+                    raise ValueError(f"channels.{channel}: {name} carries only {carries}")
+        twilio = self.providers.twilio
+        uses = [
+            c for c in ("sms", "voice") if "twilio" in self.channels.for_channel(c).all_providers
+        ]
+        if uses and not (twilio.account_sid and twilio.auth_token):
+            raise ValueError("providers.twilio needs account_sid and auth_token")
+        if "voice" in uses and not twilio.from_number:
+            raise ValueError("providers.twilio needs from_number for voice calls")
+        if "sms" in uses and not (twilio.from_number or twilio.messaging_service_sid):
+            raise ValueError("providers.twilio needs from_number or messaging_service_sid")
+        return self
 
     @model_validator(mode="after")
     def _production_secrets(self) -> Settings:
@@ -390,6 +429,16 @@ def _env_overrides(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     put("database", "url", "JIAOYING_DATABASE_URL")
     put("redis", "url", "JIAOYING_REDIS_URL")
     put("hooks", "token", "JIAOYING_HOOKS_TOKEN")
+    for provider, key in (
+        ("twilio", "auth_token"),
+        ("speaker_http", "api_key"),
+        ("speaker_http", "callback_secret"),
+        ("speaker_mqtt", "password"),
+    ):
+        var = f"JIAOYING_{provider.upper()}_{key.upper()}"
+        if env.get(var):
+            providers = merged.setdefault("providers", {})
+            providers[provider] = {**providers.get(provider, {}), key: env[var]}
     senders = []
     for sender in merged.get("senders", []):
         sender = dict(sender) if isinstance(sender, dict) else sender

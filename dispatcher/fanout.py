@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.codes import pick_code
@@ -51,6 +51,11 @@ async def first_addresses(
     for responder_id, kind, value in rows:
         result.setdefault(responder_id, {}).setdefault(kind, value)
     return result
+
+
+async def mark_contact_bad(session: AsyncSession, address: str) -> None:
+    """A provider said this number will never work: leave it out of later sends."""
+    await session.execute(update(Contact).where(Contact.value == address).values(bad=True))
 
 
 def new_attempt(

@@ -9,6 +9,7 @@ to answer, get a polite text back, never an error.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import (
     CallbackRejected,
+    CallbackReply,
     CallbackRequest,
     CallbackResponse,
     DeliveryReport,
@@ -26,11 +28,12 @@ from channels.base import (
 )
 from dispatcher.answers import record_answer
 from dispatcher.doorknock import open_speaker_task
+from dispatcher.fanout import mark_contact_bad, new_attempt
 from dispatcher.ladder import note_delivery
 from dispatcher.models import Attempt, Broadcast, Call, Warning
 from dispatcher.runtime import Runtime
 from dispatcher.text_replies import handle_text
-from dispatcher.vocabulary import AttemptStatus, BroadcastStatus
+from dispatcher.vocabulary import OPEN_CALL_STATES, AttemptPurpose, AttemptStatus, BroadcastStatus
 
 log = logging.getLogger(__name__)
 # Keypresses on a robocall and buttons on a WeCom card.
@@ -42,6 +45,11 @@ KEYPRESS = {
     "help": "help",
     "on_duty": "on_duty",
 }
+# Keypress that asks to hear the message again.
+REPLAY_KEY = "9"
+# Receipts that end an attempt without reaching the person.
+UNREACHED = {AttemptStatus.FAILED, AttemptStatus.NO_ANSWER, AttemptStatus.BUSY}
+FINAL = {AttemptStatus.DELIVERED, *UNREACHED}
 
 
 async def process_callback(
@@ -56,35 +64,46 @@ async def process_callback(
     if provider is None:
         raise CallbackRejected(f"no provider {provider_name!r} on channel {channel!r}", 404)
     events = provider.parse_callback(request)
-    unmatched = await apply_events(runtime, events, provider_name)
-    if unmatched and raise_unmatched:
-        raise UnmatchedCallback(f"{unmatched} event(s) refer to messages not yet recorded")
-    return provider.callback_response()
+    applied = await apply_events(runtime, events, provider_name)
+    if applied.unmatched and raise_unmatched:
+        raise UnmatchedCallback(f"{applied.unmatched} event(s) refer to messages not yet recorded")
+    return provider.callback_response(applied.reply)
 
 
 class UnmatchedCallback(Exception):
     """A callback arrived before the send it reports on was committed; try it again."""
 
 
-async def apply_events(runtime: Runtime, events: list[Event], provider: str) -> int:
-    """Apply events; returns how many referred to a message we do not know (yet)."""
+@dataclass
+class Applied:
+    # Events that refer to a message we do not know (yet).
+    unmatched: int = 0
+    # What to say back on a live call after a keypress.
+    reply: CallbackReply | None = None
+
+
+async def apply_events(runtime: Runtime, events: list[Event], provider: str) -> Applied:
+    """Apply events in one transaction, then enqueue the texts they call for."""
     to_send: list[Attempt] = []
-    unmatched = 0
+    applied = Applied()
     async with runtime.db.transaction() as session:
         now = runtime.clock.now()
         for event in events:
             if isinstance(event, DeliveryReport):
-                unmatched += not await _on_delivery(runtime, session, event, provider, now)
+                found_delivery = await _on_delivery(runtime, session, event, provider, now, to_send)
+                applied.unmatched += not found_delivery
             elif isinstance(event, InboundText):
                 await handle_text(runtime, session, event, provider, now, to_send)
             elif isinstance(event, DirectReply):
-                unmatched += not await _on_direct(runtime, session, event, provider, now, to_send)
+                found = await _on_direct(runtime, session, event, provider, now, to_send)
+                applied.unmatched += found is None
+                applied.reply = found or applied.reply
             elif isinstance(event, PlaybackReport):
-                unmatched += not await _on_playback(runtime, session, event, provider, now)
+                applied.unmatched += not await _on_playback(runtime, session, event, provider, now)
         await session.flush()
         ids = [a.id for a in to_send]
     await runtime.queue.enqueue_attempts(ids)
-    return unmatched
+    return applied
 
 
 async def _attempt_by_ref(session: AsyncSession, provider: str, ref: str) -> Attempt | None:
@@ -94,18 +113,63 @@ async def _attempt_by_ref(session: AsyncSession, provider: str, ref: str) -> Att
 
 
 async def _on_delivery(
-    runtime: Runtime, session: AsyncSession, event: DeliveryReport, provider: str, now: datetime
+    runtime: Runtime,
+    session: AsyncSession,
+    event: DeliveryReport,
+    provider: str,
+    now: datetime,
+    to_send: list[Attempt],
 ) -> bool:
     attempt = await _attempt_by_ref(session, provider, event.provider_message_id)
     if attempt is None:
         log.warning("delivery report for unknown message from %s", provider)
         return False
-    attempt.status, attempt.updated_at = event.status, now
+    if event.status == AttemptStatus.SENT and attempt.status in FINAL:
+        return True  # receipts can arrive out of order: a late "sent" changes nothing
+    attempt.status, attempt.updated_at, attempt.reported_at = event.status, now, now
+    attempt.provider_status = (event.provider_status or event.status)[:32]
     attempt.error_code = event.error_code or attempt.error_code
     attempt.error_message = event.error_message or attempt.error_message
     if event.status in (AttemptStatus.SENT, AttemptStatus.DELIVERED):
         await note_delivery(session, runtime.settings, attempt, now)
+    if event.status not in UNREACHED:
+        return True
+    if attempt.call_id is not None:
+        # Lock order: attempt, call, contacts (see sending._store_result).
+        await session.get(Call, attempt.call_id, with_for_update=True)
+    if event.contact_bad:
+        await mark_contact_bad(session, attempt.address)
+    if event.other_provider:
+        retry = await _try_other_provider(session, attempt, provider, now)
+        if retry is not None:
+            to_send.append(retry)
+    # A call nothing can reach any more is taken up by the sweep (undeliverable calls).
     return True
+
+
+async def _try_other_provider(
+    session: AsyncSession, attempt: Attempt, provider: str, now: datetime
+) -> Attempt | None:
+    """The provider refused this message after accepting it: queue it for the next one."""
+    if attempt.call_id is not None:
+        call = await session.get(Call, attempt.call_id)
+        if call is None or call.state not in OPEN_CALL_STATES:
+            return None
+    skip = set(filter(None, (attempt.skip_providers or "").split(","))) | {provider}
+    retry = new_attempt(
+        call=None,
+        warning_id=attempt.warning_id,
+        responder_id=attempt.responder_id,
+        purpose=attempt.purpose,
+        channel=attempt.channel,
+        address=attempt.address,
+        now=now,
+        body=attempt.body if attempt.purpose != AttemptPurpose.CALL else None,
+        try_number=attempt.try_number,
+    )
+    retry.call_id, retry.skip_providers = attempt.call_id, ",".join(sorted(skip))
+    session.add(retry)
+    return retry
 
 
 async def _on_direct(
@@ -115,21 +179,23 @@ async def _on_direct(
     provider: str,
     now: datetime,
     to_send: list[Attempt],
-) -> bool:
+) -> CallbackReply | None:
+    """Answer the call the keypress or tap was given on; None if that message is unknown."""
     attempt = await _attempt_by_ref(session, provider, event.provider_message_id)
     meaning = KEYPRESS.get(event.value)
     if attempt is None or attempt.call_id is None:
         log.warning("%s from %s for unknown message", event.kind, provider)
-        return False
+        return None
     if meaning is None:
-        log.info("%s %r from %s means nothing; ignored", event.kind, event.value, provider)
-        return True
+        log.info("%s %r from %s is no answer", event.kind, event.value, provider)
+        template = "keypress_replay" if event.value == REPLAY_KEY else "keypress_unknown"
+        return CallbackReply(say=runtime.renderer.render(template), replay=attempt.body or "")
     call = await session.get(Call, attempt.call_id, with_for_update=True)
     assert call is not None
     warning = await session.get(Warning, call.warning_id)
     if warning is None or warning.state != "active":
         log.info("%s for call %s of a warning no longer active; ignored", event.kind, call.id)
-        return True
+        return CallbackReply()
     await record_answer(
         session,
         call=call,
@@ -142,7 +208,7 @@ async def _on_direct(
         notify=to_send,
         renderer=runtime.renderer,
     )
-    return True
+    return CallbackReply(say=runtime.renderer.render(f"keypress_{meaning}"))
 
 
 async def _on_playback(

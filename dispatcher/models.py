@@ -224,10 +224,18 @@ class Attempt(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(100))
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
+    # The provider's own word for the last status it reported ("undelivered", "busy"...).
+    provider_status: Mapped[str | None] = mapped_column(String(32))
+    # Providers that refused this message (comma-separated); failover tries the others.
+    skip_providers: Mapped[str | None] = mapped_column(String(200))
     try_number: Mapped[int] = mapped_column(Integer, default=1)
     due_at: Mapped[datetime]
+    # The rate-limit slot reserved for this send at `provider` (reserved once, kept).
+    slot_at: Mapped[datetime | None]
     enqueued_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
+    # When the provider last reported on it (delivery receipt, call status).
+    reported_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 
 
@@ -260,8 +268,11 @@ class Broadcast(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     provider: Mapped[str | None] = mapped_column(String(32))
     provider_message_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
+    try_number: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     due_at: Mapped[datetime]
+    slot_at: Mapped[datetime | None]
     enqueued_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     reported_at: Mapped[datetime | None]

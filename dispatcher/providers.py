@@ -36,7 +36,7 @@ class Providers:
     ) -> Providers:
         by_channel: dict[Channel, list[Provider]] = {}
         for channel in Channel:
-            names = settings.channels.for_channel(channel.value).providers
+            names = settings.channels.for_channel(channel.value).all_providers
             built: list[Provider] = []
             for name in names:
                 section = getattr(settings.providers, name, None)
@@ -58,6 +58,19 @@ class Providers:
                 built.append(build_provider(name, channel, options, context))
             by_channel[channel] = built
         return cls(by_channel)
+
+    def named(self) -> list[tuple[str, str]]:
+        """(channel, provider name) of every configured provider."""
+        return [(c.value, p.name) for c, providers in self._by_channel.items() for p in providers]
+
+    def listeners(self) -> list[tuple[str, Provider]]:
+        """(channel, provider) of providers that receive reports on their own connection."""
+        return [
+            (c.value, p)
+            for c, providers in self._by_channel.items()
+            for p in providers
+            if p.flags.listens
+        ]
 
     def for_channel(self, channel: str) -> list[Provider]:
         return self._by_channel.get(Channel(channel), [])

@@ -96,6 +96,16 @@ class Queue:
             added += job is not None
         return added
 
+    async def enqueue_attempt(self, attempt_id: int, defer_s: float = 0) -> bool:
+        """Enqueue one send job to run after `defer_s` real seconds."""
+        job = await self.pool.enqueue_job(
+            SEND_ATTEMPT,
+            attempt_id,
+            _job_id=attempt_job_id(attempt_id),
+            _defer_by=defer_s if defer_s > 0 else None,
+        )
+        return job is not None
+
     async def enqueue_broadcasts(self, broadcast_ids: Iterable[int]) -> int:
         added = 0
         for broadcast_id in broadcast_ids:

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from dispatcher.circuit import CircuitBreakers
 from dispatcher.clock import Clock, SystemClock
 from dispatcher.config import Settings
 from dispatcher.db import Database
@@ -19,6 +20,7 @@ from dispatcher.messages import Renderer
 from dispatcher.migrations import upgrade
 from dispatcher.providers import Providers
 from dispatcher.queue import Queue, RedisHandle, open_redis
+from dispatcher.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,8 @@ class Runtime:
     http: httpx.AsyncClient
     providers: Providers
     renderer: Renderer
+    limiter: RateLimiter
+    breakers: CircuitBreakers
     owns_redis: bool = True
 
     async def aclose(self) -> None:
@@ -76,5 +80,7 @@ async def open_runtime(
         http=http,
         providers=providers,
         renderer=Renderer(),
+        limiter=RateLimiter(queue.pool),
+        breakers=CircuitBreakers(queue.pool, settings.failover),
         owns_redis=owns_redis,
     )

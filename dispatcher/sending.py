@@ -1,35 +1,46 @@
-"""The send jobs: one attempt or one broadcast handed to its channel's provider.
+"""The send job for one attempt: claim it, pick a provider, wait for a slot, send, record.
 
-A job claims its row (queued -> sending) so a duplicate job does nothing, renders the
-message, sends it outside any transaction, then records the result. A retryable error
-schedules a new attempt with exponential backoff, which the sweep enqueues when due.
+1. Claim the row (queued -> sending) so a duplicate job does nothing.
+2. Pick the provider: the route for the address (routing.py), skipping providers whose
+   circuit is open or that refused this message. All open: defer until one may be tried.
+3. Reserve a rate-limit slot at that provider (ratelimit.py), once; if it lies ahead,
+   put the row back with that due time and defer the job until then.
+4. Render the message for that provider (a one-way destination gets the answer link and
+   no "reply 1") and send it, outside any transaction.
+5. Record: sent, or failed with the provider's code. A retryable failure counts against
+   the provider's circuit and is tried again as a new attempt after a backoff (at once
+   when the circuit just opened, so it fails over); a refusal goes to the next provider;
+   a permanent failure marks a bad contact (a call nothing can reach any more is then
+   taken up by the sweep). A send the provider accepted starts the call's ladder clock.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
-
-from channels.base import Channel, Message, SendError
+from channels.base import Channel, Message, Provider, SendError
 from dispatcher.audit import record
-from dispatcher.fanout import new_attempt
+from dispatcher.circuit import OPEN
+from dispatcher.fanout import mark_contact_bad, new_attempt
 from dispatcher.ladder import note_delivery
 from dispatcher.messages import call_template
-from dispatcher.models import Attempt, Broadcast, Call, Contact, Speaker, Warning
+from dispatcher.models import Attempt, Call, Warning
+from dispatcher.retries import Deferred, backoff_s
+from dispatcher.routing import pick_provider, route_for
 from dispatcher.runtime import Runtime
 from dispatcher.security import make_link_token
 from dispatcher.vocabulary import (
     ANSWERABLE_CALL_STATES,
     AttemptPurpose,
     AttemptStatus,
-    BroadcastStatus,
     CallState,
 )
 
 log = logging.getLogger(__name__)
+# A deferred job may run a moment before its slot by another clock; that is on time.
+EARLY = timedelta(milliseconds=50)
 
 
 def answer_url(runtime: Runtime, call_id: int) -> str:
@@ -37,11 +48,36 @@ def answer_url(runtime: Runtime, call_id: int) -> str:
     return f"{runtime.settings.app.public_base_url.rstrip('/')}/a/{token}"
 
 
-async def _claim_attempt(runtime: Runtime, attempt_id: int) -> Message | None:
+@dataclass
+class Claim:
+    """What the send needs from the claimed attempt row."""
+
+    attempt_id: int
+    channel: str
+    address: str
+    purpose: str
+    try_number: int
+    responder_id: int | None
+    call_id: int | None
+    body: str | None
+    reserved_provider: str | None
+    slot_at: datetime | None
+    skip: set[str] = field(default_factory=set)
+    warning: Warning | None = None
+    minutes: int = 0
+    code: str | None = None
+    template: str = ""
+
+
+async def _claim_attempt(runtime: Runtime, attempt_id: int) -> Claim | None:
     now = runtime.clock.now()
     async with runtime.db.transaction() as session:
         attempt = await session.get(Attempt, attempt_id, with_for_update=True)
-        if attempt is None or attempt.status != AttemptStatus.QUEUED or attempt.due_at > now:
+        if (
+            attempt is None
+            or attempt.status != AttemptStatus.QUEUED
+            or attempt.due_at > now + EARLY
+        ):
             return None
         call = await session.get(Call, attempt.call_id) if attempt.call_id else None
         if attempt.purpose == AttemptPurpose.CALL and (
@@ -49,61 +85,170 @@ async def _claim_attempt(runtime: Runtime, attempt_id: int) -> Message | None:
         ):
             attempt.status, attempt.updated_at = AttemptStatus.SKIPPED, now
             return None
-        body = attempt.body
+        claim = Claim(
+            attempt_id=attempt.id,
+            channel=attempt.channel,
+            address=attempt.address,
+            purpose=attempt.purpose,
+            try_number=attempt.try_number,
+            responder_id=attempt.responder_id,
+            call_id=attempt.call_id,
+            body=attempt.body,
+            reserved_provider=attempt.provider,
+            slot_at=attempt.slot_at,
+            skip=set(filter(None, (attempt.skip_providers or "").split(","))),
+        )
         if call is not None and attempt.purpose == AttemptPurpose.CALL:
-            warning = await session.get(Warning, call.warning_id)
-            policy = runtime.settings.policy_for(warning.level)  # type: ignore[union-attr]
-            body = runtime.renderer.render(
-                call_template(attempt.channel, call.previous_call_id),
-                warning=warning,
-                minutes=int(policy.answer_within_min),
-                answer_url=answer_url(runtime, call.id),
-                code=call.code,
-            )
-            attempt.body = body
+            claim.warning = await session.get(Warning, call.warning_id)
+            assert claim.warning is not None
+            policy = runtime.settings.policy_for(claim.warning.level)
+            claim.minutes = int(policy.answer_within_min)
+            claim.code = call.code
+            claim.template = call_template(attempt.channel, call.previous_call_id)
             if call.state == CallState.PENDING:
                 call.state = CallState.CALLING
         attempt.status, attempt.updated_at = AttemptStatus.SENDING, now
-        return Message(
-            channel=Channel(attempt.channel),
-            to=attempt.address,
-            text=body or "",
-            reference=f"attempt:{attempt.id}",
-            recipient_key=f"responder:{attempt.responder_id}",
-            answer_url=answer_url(runtime, call.id) if call else None,
-            expects_answer=attempt.purpose == AttemptPurpose.CALL,
-            repeat=2 if attempt.channel == "voice" else 1,
+        return claim
+
+
+def build_message(runtime: Runtime, claim: Claim, provider: Provider) -> Message:
+    """The message as this provider will carry it."""
+    link = answer_url(runtime, claim.call_id) if claim.call_id else None
+    text = claim.body or ""
+    if claim.warning is not None and link is not None:
+        text = runtime.renderer.render(
+            claim.template or f"call_{claim.channel}",
+            warning=claim.warning,
+            minutes=claim.minutes,
+            answer_url=link,
+            two_way=provider.flags.two_way(claim.address),
+            try_number=claim.try_number,
+            code=claim.code,
         )
+    return Message(
+        channel=Channel(claim.channel),
+        to=claim.address,
+        text=text,
+        reference=f"attempt:{claim.attempt_id}",
+        recipient_key=f"responder:{claim.responder_id}",
+        answer_url=link,
+        expects_answer=claim.purpose == AttemptPurpose.CALL,
+        repeat=2 if claim.channel == "voice" else 1,
+    )
+
+
+async def _put_back(
+    runtime: Runtime,
+    claim: Claim,
+    due_at: datetime,
+    provider: str | None = None,
+    slot_at: datetime | None = None,
+) -> None:
+    """Return a claimed row to the queue, due later (the sweep finds it if the job is lost)."""
+    async with runtime.db.transaction() as session:
+        attempt = await session.get(Attempt, claim.attempt_id, with_for_update=True)
+        assert attempt is not None
+        attempt.status, attempt.due_at = AttemptStatus.QUEUED, due_at
+        attempt.enqueued_at, attempt.updated_at = None, runtime.clock.now()
+        if provider is not None:
+            attempt.provider, attempt.slot_at = provider, slot_at
+
+
+def _deferred(runtime: Runtime, until: datetime, now: datetime) -> Deferred:
+    return Deferred(runtime.clock.real_delay((until - now).total_seconds()))
 
 
 async def send_attempt(runtime: Runtime, attempt_id: int) -> str:
-    message = await _claim_attempt(runtime, attempt_id)
-    if message is None:
+    """Send one attempt; returns "sent", "failed" or "skipped", or raises `Deferred`."""
+    claim = await _claim_attempt(runtime, attempt_id)
+    if claim is None:
         return "skipped"
-    provider = runtime.providers.first(message.channel.value)
+    now = runtime.clock.now()
+    route = route_for(runtime.settings, claim.channel, claim.address)
+    pick = await pick_provider(
+        runtime.providers, runtime.breakers, claim.channel, route, now, claim.skip
+    )
+    if pick.provider is None:
+        if pick.retry_at is not None:
+            await _put_back(runtime, claim, pick.retry_at)
+            raise _deferred(runtime, pick.retry_at, now)
+        return await _record(runtime, claim, None, None, None, SendError(pick.reason), None)
+    provider = pick.provider
+    slot = claim.slot_at if claim.reserved_provider == provider.name else None
+    if slot is None:
+        rate = runtime.settings.providers.rate_per_s(provider.name, claim.channel)
+        slot = await runtime.limiter.reserve(claim.channel, provider.name, rate, now)
+    if slot > now + EARLY:
+        await _put_back(runtime, claim, slot, provider.name, slot)
+        raise _deferred(runtime, slot, now)
+
+    message = build_message(runtime, claim, provider)
     error: SendError | None = None
     provider_id = None
-    if provider is None:
-        error = SendError(f"no provider configured for {message.channel.value}")
-    else:
-        try:
-            provider_id = (await provider.send(message)).provider_message_id
-        except SendError as exc:
-            error = exc
-        except Exception as exc:  # an unexpected provider failure must not lose the attempt
-            log.exception("provider %s failed", provider.name)
-            error = SendError(str(exc) or type(exc).__name__, retryable=True)
+    try:
+        provider_id = (await provider.send(message)).provider_message_id
+    except SendError as exc:
+        error = exc
+    except Exception as exc:  # an unexpected provider failure must not lose the attempt
+        log.exception("provider %s failed", provider.name)
+        error = SendError(str(exc) or type(exc).__name__, retryable=True)
+    circuit = None
+    if error is None:
+        await runtime.breakers.record_success(claim.channel, provider.name)
+    elif error.retryable:
+        circuit = await runtime.breakers.record_failure(
+            claim.channel, provider.name, runtime.clock.now()
+        )
+        if circuit == OPEN:
+            log.warning("circuit opened for %s on %s", provider.name, claim.channel)
+    return await _record(runtime, claim, provider.name, message.text, provider_id, error, circuit)
+
+
+async def _record(
+    runtime: Runtime,
+    claim: Claim,
+    provider: str | None,
+    body: str | None,
+    provider_id: str | None,
+    error: SendError | None,
+    circuit: str | None,
+) -> str:
+    outcome, retry = await _store_result(
+        runtime, claim, provider, body, provider_id, error, circuit
+    )
+    if retry is not None:
+        retry_id, due = retry
+        wait = (due - runtime.clock.now()).total_seconds()
+        await runtime.queue.enqueue_attempt(retry_id, runtime.clock.real_delay(wait))
+    return outcome
+
+
+async def _store_result(
+    runtime: Runtime,
+    claim: Claim,
+    provider: str | None,
+    body: str | None,
+    provider_id: str | None,
+    error: SendError | None,
+    circuit: str | None,
+) -> tuple[str, tuple[int, datetime] | None]:
     now = runtime.clock.now()
     async with runtime.db.transaction() as session:
-        attempt = await session.get(Attempt, attempt_id, with_for_update=True)
+        attempt = await session.get(Attempt, claim.attempt_id, with_for_update=True)
         assert attempt is not None
-        attempt.provider = provider.name if provider else None
-        attempt.updated_at = now
+        if error is not None and attempt.call_id is not None:
+            # Lock order everywhere: attempt, then its call, then contacts; the audit row
+            # below references the call, and PostgreSQL would otherwise deadlock two
+            # failures of one call against each other.
+            await session.get(Call, attempt.call_id, with_for_update=True)
+        attempt.provider, attempt.slot_at, attempt.updated_at = provider, None, now
+        if body is not None:
+            attempt.body = body
         if error is None:
             attempt.status, attempt.sent_at = AttemptStatus.SENT, now
             attempt.provider_message_id = provider_id
             await note_delivery(session, runtime.settings, attempt, now)
-            return "sent"
+            return "sent", None
         attempt.status = AttemptStatus.FAILED
         attempt.error_code, attempt.error_message = error.code, error.message
         record(
@@ -112,72 +257,52 @@ async def send_attempt(runtime: Runtime, attempt_id: int) -> str:
             "attempt.failed",
             warning_id=attempt.warning_id,
             call_id=attempt.call_id,
-            detail={"attempt": attempt.id, "error": error.message},
+            detail={"attempt": attempt.id, "provider": provider, "error": error.message},
         )
         if error.contact_bad:
-            await session.execute(
-                update(Contact).where(Contact.value == attempt.address).values(bad=True)
-            )
-        worker = runtime.settings.worker
-        if error.retryable and attempt.try_number < worker.retry_max_tries:
-            backoff = worker.retry_base_s * 2 ** (attempt.try_number - 1)
-            retry = new_attempt(
-                call=None,
-                warning_id=attempt.warning_id,
-                responder_id=attempt.responder_id,
-                purpose=attempt.purpose,
-                channel=attempt.channel,
-                address=attempt.address,
-                now=now + timedelta(seconds=backoff * random.uniform(0.8, 1.2)),
-                body=attempt.body if attempt.purpose != AttemptPurpose.CALL else None,
-                try_number=attempt.try_number + 1,
-            )
-            retry.call_id = attempt.call_id
-            retry.updated_at = now
+            await mark_contact_bad(session, attempt.address)
+        retry = _retry_of(runtime, attempt, provider, error, circuit, now)
+        if retry is not None:
             session.add(retry)
-        return "failed"
+            await session.flush()
+            return "failed", (retry.id, retry.due_at)
+        # A call nothing can reach any more is taken up by the sweep (undeliverable calls).
+        return "failed", None
 
 
-async def send_broadcast(runtime: Runtime, broadcast_id: int) -> str:
-    now = runtime.clock.now()
-    async with runtime.db.transaction() as session:
-        broadcast = await session.get(Broadcast, broadcast_id, with_for_update=True)
-        if broadcast is None or broadcast.status != BroadcastStatus.QUEUED:
-            return "skipped"
-        warning = await session.get(Warning, broadcast.warning_id)
-        speaker = await session.scalar(select(Speaker).where(Speaker.id == broadcast.speaker_id))
-        assert warning is not None and speaker is not None
-        broadcast.status = BroadcastStatus.SENDING
-        message = Message(
-            channel=Channel.SPEAKER,
-            to=speaker.address,
-            text=runtime.renderer.render("speaker", warning=warning),
-            reference=f"broadcast:{broadcast.id}",
-            recipient_key=f"speaker:{speaker.id}",
-            expects_answer=False,
-            repeat=3,
-        )
-    provider = runtime.providers.first("speaker")
-    error = None
-    provider_id = None
-    try:
-        if provider is None:
-            raise SendError("no speaker provider configured")
-        provider_id = (await provider.send(message)).provider_message_id
-    except SendError as exc:
-        error = exc.message
-    now = runtime.clock.now()
-    async with runtime.db.transaction() as session:
-        broadcast = await session.get(Broadcast, broadcast_id, with_for_update=True)
-        assert broadcast is not None
-        broadcast.provider = provider.name if provider else None
-        if error is None:
-            broadcast.status, broadcast.sent_at = BroadcastStatus.SENT, now
-            broadcast.provider_message_id = provider_id
-            return "sent"
-        broadcast.status, broadcast.error_message = BroadcastStatus.FAILED, error
-        broadcast.reported_at = now
-        from dispatcher.doorknock import open_speaker_task
-
-        await open_speaker_task(runtime, session, broadcast, now)
-        return "failed"
+def _retry_of(
+    runtime: Runtime,
+    attempt: Attempt,
+    provider: str | None,
+    error: SendError,
+    circuit: str | None,
+    now: datetime,
+) -> Attempt | None:
+    """The next attempt after a failure, or None when trying again cannot help."""
+    worker = runtime.settings.worker
+    skip = set(filter(None, (attempt.skip_providers or "").split(",")))
+    if error.other_provider and provider is not None:
+        skip.add(provider)
+        due, try_number = now, attempt.try_number
+    elif error.retryable and attempt.try_number < worker.retry_max_tries:
+        wait = backoff_s(attempt.try_number, worker.retry_base_s, worker.retry_max_backoff_s)
+        # The circuit just opened: the next provider on the route can take it now.
+        due = now if circuit == OPEN else now + timedelta(seconds=wait)
+        try_number = attempt.try_number + 1
+    else:
+        return None
+    retry = new_attempt(
+        call=None,
+        warning_id=attempt.warning_id,
+        responder_id=attempt.responder_id,
+        purpose=attempt.purpose,
+        channel=attempt.channel,
+        address=attempt.address,
+        now=due,
+        body=attempt.body if attempt.purpose != AttemptPurpose.CALL else None,
+        try_number=try_number,
+    )
+    retry.call_id = attempt.call_id
+    retry.skip_providers = ",".join(sorted(skip)) or None
+    retry.updated_at = now
+    return retry

@@ -170,3 +170,9 @@ CHANNEL_LABELS: dict[str, str] = {
     "link": "链接",
     "manual": "人工登记",
 }
+
+CIRCUIT_LABELS: dict[str, str] = {
+    "closed": "正常",
+    "open": "熔断（已切换备用通道）",
+    "half_open": "试探恢复中",
+}

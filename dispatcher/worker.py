@@ -1,4 +1,8 @@
-"""The arq worker: send jobs, simulated callbacks and the escalation sweep on cron."""
+"""The arq worker: send jobs, simulated callbacks and the escalation sweep on cron.
+
+A send that must wait (a rate-limit slot ahead, every circuit open, a broadcast's
+backoff) raises `Deferred`; the job turns it into arq's `Retry(defer=...)`.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,31 @@ from arq import Worker, cron
 from arq.worker import Retry, func
 
 from channels.base import CallbackRequest
+from dispatcher.broadcasting import send_broadcast
 from dispatcher.escalation import sweep
 from dispatcher.inbound import UnmatchedCallback, process_callback
 from dispatcher.queue import QUEUE_NAME
+from dispatcher.retries import Deferred
 from dispatcher.runtime import Runtime
-from dispatcher.sending import send_attempt, send_broadcast
+from dispatcher.sending import send_attempt
+
+# A deferred send comes back as the same job; past this many tries arq gives up on the
+# job, and the sweep enqueues the row again when it is due.
+SEND_MAX_TRIES = 50
 
 
 async def send_attempt_job(ctx: dict[str, Any], attempt_id: int) -> str:
-    return await send_attempt(ctx["runtime"], attempt_id)
+    try:
+        return await send_attempt(ctx["runtime"], attempt_id)
+    except Deferred as deferred:
+        raise Retry(defer=deferred.real_delay_s) from None
 
 
 async def send_broadcast_job(ctx: dict[str, Any], broadcast_id: int) -> str:
-    return await send_broadcast(ctx["runtime"], broadcast_id)
+    try:
+        return await send_broadcast(ctx["runtime"], broadcast_id)
+    except Deferred as deferred:
+        raise Retry(defer=deferred.real_delay_s) from None
 
 
 async def deliver_callback_job(
@@ -45,8 +61,8 @@ def build_worker(runtime: Runtime, *, burst: bool = False, with_cron: bool = Tru
     cron_jobs = [cron(sweep_job, second=set(range(0, 60, interval)), run_at_startup=True)]
     return Worker(
         functions=[
-            func(send_attempt_job, name="send_attempt"),
-            func(send_broadcast_job, name="send_broadcast"),
+            func(send_attempt_job, name="send_attempt", max_tries=SEND_MAX_TRIES),
+            func(send_broadcast_job, name="send_broadcast", max_tries=SEND_MAX_TRIES),
             func(deliver_callback_job, name="deliver_callback"),
         ],
         cron_jobs=cron_jobs if with_cron else [],

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatcher.api.deps import SessionDep
+from dispatcher.api.deps import RuntimeDep, SessionDep
 from dispatcher.api.web import render_page
 from dispatcher.models import Call, Contact, InboxMessage, Region, Responder, Warning
 from dispatcher.phones import mask_phone
@@ -61,7 +61,12 @@ async def _people(
 
 
 @router.get("/dashboard", response_class=HTMLResponse)
-async def dashboard(request: Request, session: SessionDep) -> HTMLResponse:
+async def dashboard(request: Request, session: SessionDep, runtime: RuntimeDep) -> HTMLResponse:
+    now = runtime.clock.now()
+    circuits = [
+        {"channel": c, "provider": p, "state": await runtime.breakers.state(c, p, now)}
+        for c, p in runtime.providers.named()
+    ]
     items = []
     help_requests = []
     for warning in await session.scalars(select(Warning).order_by(Warning.id.desc()).limit(20)):
@@ -96,6 +101,7 @@ async def dashboard(request: Request, session: SessionDep) -> HTMLResponse:
         "dashboard.html",
         {
             "items": items,
+            "circuits": circuits,
             "help_requests": help_requests,
             "inbox": [
                 {"message": m, "name": name, "phone": mask_phone(m.phone)} for m, name in inbox

@@ -1,7 +1,10 @@
 """Inbound provider callbacks: `/hooks/sms/inbound` and `/hooks/{channel}/{provider}`.
 
 When `[hooks] token` is set, every hook needs `?token=<it>`; providers verify their own
-signatures on top of that.
+signatures on top of that, over the public URL (`app.public_base_url` + path + query),
+since behind a proxy the URL this server sees is not the one the provider signed.
+A receipt for a message whose send is not committed yet gets a 503, so the provider
+posts it again (Twilio with the `#rc=` retry the callback URL asks for).
 """
 
 from __future__ import annotations
@@ -13,12 +16,18 @@ from fastapi.responses import JSONResponse, Response
 
 from channels.base import CallbackRejected, CallbackRequest
 from dispatcher.api.deps import RuntimeDep
-from dispatcher.inbound import process_callback
+from dispatcher.inbound import UnmatchedCallback, process_callback
 
 router = APIRouter(prefix="/hooks", tags=["hooks"])
 
 
-async def _request(request: Request) -> CallbackRequest:
+def public_url(request: Request, base_url: str) -> str:
+    """The URL the provider posted to, as the outside world spells it."""
+    url = base_url.rstrip("/") + request.url.path
+    return f"{url}?{request.url.query}" if request.url.query else url
+
+
+async def _request(request: Request, base_url: str) -> CallbackRequest:
     body = await request.body()
     form: dict[str, str] = {}
     if request.headers.get("content-type", "").startswith(
@@ -26,7 +35,7 @@ async def _request(request: Request) -> CallbackRequest:
     ):
         form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     return CallbackRequest(
-        url=str(request.url),
+        url=public_url(request, base_url),
         method=request.method,
         headers=dict(request.headers),
         query=dict(request.query_params),
@@ -46,10 +55,14 @@ async def _handle(
     if token and not hmac.compare_digest(request.query_params.get("token", ""), token):
         return JSONResponse({"detail": "missing or wrong hook token"}, status_code=403)
     try:
-        callback = callback or await _request(request)
-        answer = await process_callback(runtime, channel, provider, callback)
+        callback = callback or await _request(request, runtime.settings.app.public_base_url)
+        answer = await process_callback(runtime, channel, provider, callback, raise_unmatched=True)
     except CallbackRejected as exc:
         return JSONResponse({"detail": exc.reason}, status_code=exc.status)
+    except UnmatchedCallback as exc:
+        return JSONResponse(
+            {"detail": f"{exc}; try again"}, status_code=503, headers={"Retry-After": "1"}
+        )
     return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
 
 
@@ -59,7 +72,7 @@ async def sms_inbound(request: Request, runtime: RuntimeDep) -> Response:
     provider = runtime.providers.inbound_sms()
     if provider is None:
         return JSONResponse({"detail": "no SMS provider receives replies"}, status_code=404)
-    callback = await _request(request)
+    callback = await _request(request, runtime.settings.app.public_base_url)
     if not callback.form.get("From") or callback.form.get("Body") is None:
         return JSONResponse({"detail": "form fields From and Body are required"}, status_code=400)
     return await _handle(request, runtime, "sms", provider.name, callback)

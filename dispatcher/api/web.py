@@ -9,7 +9,14 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from dispatcher.paths import bundled_dir
-from dispatcher.vocabulary import CALL_STATE_LABELS, LEVELS, ROLES, WARNING_STATE_LABELS
+from dispatcher.vocabulary import (
+    CALL_STATE_LABELS,
+    CHANNEL_LABELS,
+    CIRCUIT_LABELS,
+    LEVELS,
+    ROLES,
+    WARNING_STATE_LABELS,
+)
 
 templates = Jinja2Templates(directory=str(bundled_dir("templates") / "web"))
 templates.env.globals.update(
@@ -17,6 +24,8 @@ templates.env.globals.update(
     ROLES=ROLES,
     CALL_STATE_LABELS=CALL_STATE_LABELS,
     WARNING_STATE_LABELS=WARNING_STATE_LABELS,
+    CHANNEL_LABELS=CHANNEL_LABELS,
+    CIRCUIT_LABELS=CIRCUIT_LABELS,
 )
 
 

@@ -1,0 +1,16 @@
+"""Every Redis key prefix Jiaoying writes, in one place (the arq queue has its own)."""
+
+from __future__ import annotations
+
+# Next free send slot per (channel, provider): a float timestamp. See ratelimit.py.
+RATE_SLOT = "jiaoying:rate:{channel}:{provider}"
+# Circuit-breaker state per (channel, provider): a hash. See circuit.py.
+CIRCUIT = "jiaoying:circuit:{channel}:{provider}"
+
+
+def rate_slot_key(channel: str, provider: str) -> str:
+    return RATE_SLOT.format(channel=channel, provider=provider)
+
+
+def circuit_key(channel: str, provider: str) -> str:
+    return CIRCUIT.format(channel=channel, provider=provider)
