@@ -167,7 +167,8 @@ async def notices(
 
 
 async def assign_codes(session: AsyncSession, calls: Sequence[Call]) -> None:
-    """Give each call a short code unique among its responder's calls of live warnings."""
+    """Give each call a short code unique among its responder's calls of live warnings,
+    keeping a code already set on the call (an update's) when it is still free."""
     responder_ids = sorted({call.responder_id for call in calls})
     taken: dict[int, set[str]] = defaultdict(set)
     for start in range(0, len(responder_ids), 500):
@@ -177,13 +178,16 @@ async def assign_codes(session: AsyncSession, calls: Sequence[Call]) -> None:
             .where(
                 Call.responder_id.in_(responder_ids[start : start + 500]),
                 Warning.state == "active",
+                # a person has one call per warning: these calls' own codes are not taken
+                Call.warning_id.not_in({call.warning_id for call in calls}),
                 Call.code.is_not(None),
             )
         )
         for responder_id, code in rows:
             taken[responder_id].add(code or "")
     for call in calls:
-        code = pick_code(call.id, taken[call.responder_id])
+        kept = call.code if call.code and call.code not in taken[call.responder_id] else None
+        code = kept or pick_code(call.id, taken[call.responder_id])
         call.code = code
         taken[call.responder_id].add(code)
 

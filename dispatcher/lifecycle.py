@@ -245,6 +245,8 @@ async def supersede(
             started_at=now,
             next_step_at=None,
             previous_call_id=old.id if old is not None else None,
+            # "1 K7" from the first message still answers a same-level update
+            code=old.code if old is not None and not raised else None,
         )
         if keeps_answer and old is not None:
             call.answered_at, call.answer_meaning = old.answered_at, old.answer_meaning

@@ -251,6 +251,30 @@ async def test_update_keeps_answers_unless_the_level_rises_then_cancel_lifts_it(
         assert summary["door_knock_tasks"]["cancelled"] == len(tasks)
 
 
+async def test_a_code_from_the_first_message_answers_a_same_level_update(
+    runtime: Runtime, clock: ManualClock, tmp_path: Path
+) -> None:
+    await setup_directory(runtime, tmp_path)
+    async with client_for(runtime) as client:
+        first = (await post(client, clock, alert(RED_ID, colour="橙色"))).json()
+        other = (await post(client, clock, alert("W2", colour="黄色"))).json()
+        await run_until_idle(runtime)
+        code = (await calls_of(runtime, first["id"]))["b2"].code
+        assert code and code != (await calls_of(runtime, other["id"]))["b2"].code
+
+        clock.advance(minutes=3)
+        body = alert("U1", msg_type="Update", colour="橙色", references=(RED_ID,))
+        update = (await post(client, clock, body)).json()
+        await run_until_idle(runtime)
+        assert (await calls_of(runtime, update["id"]))["b2"].code == code
+
+        # 钱六 answers the code printed in the first message: the update's call, not the other
+        reply = {"From": "+8613900000022", "Body": f"1 {code}"}
+        assert (await client.post("/hooks/sms/inbound", data=reply)).status_code == 200
+        assert (await calls_of(runtime, update["id"]))["b2"].state == "answered"
+        assert (await calls_of(runtime, other["id"]))["b2"].state == "calling"
+
+
 async def test_references_to_unknown_warnings_are_stored_and_reported(
     runtime: Runtime, clock: ManualClock, tmp_path: Path
 ) -> None:
