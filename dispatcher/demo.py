@@ -59,7 +59,7 @@ DEMO_CAP = """<?xml version="1.0" encoding="UTF-8"?>
 def demo_settings(settings: Settings) -> Settings:
     """The embedded default, with recipients that take their time and a quick sweep."""
     simulated = settings.providers.simulated.model_copy(
-        update={"answer_rate": 0.8, "min_delay_s": 2.0, "max_delay_s": 45.0}
+        update={"answer_rate": 0.8, "min_delay_s": 20.0, "max_delay_s": 480.0}
     )
     return settings.model_copy(
         update={
