@@ -77,12 +77,22 @@ class ProviderFlags:
     # Number prefixes this provider cannot carry replies from (Twilio and "+86"): texts
     # sent there must not ask for a reply and carry the answer link instead.
     one_way_prefixes: tuple[str, ...] = ()
+    # Number prefixes replies come back from, when only some can (Aliyun and Tencent carry
+    # replies from mainland numbers only); empty means every prefix not one-way.
+    reply_prefixes: tuple[str, ...] = ()
     # Reports arrive on a connection the provider keeps itself (`listen`), not over HTTP.
     listens: bool = False
+    # Sends one recipient may get: (count, window seconds) pairs the core keeps to, for
+    # providers that drop the excess silently (WeCom) or refuse it (Aliyun voice).
+    recipient_limits: tuple[tuple[int, float], ...] = ()
+    # After a tap on this provider's card is taken, `confirm_answer` shows it on the card.
+    confirms_answers: bool = False
 
     def two_way(self, to: str) -> bool:
         """Can a reply from `to` come back through this provider?"""
-        return self.receives_replies and not to.startswith(self.one_way_prefixes)
+        if not self.receives_replies or to.startswith(self.one_way_prefixes):
+            return False
+        return not self.reply_prefixes or to.startswith(self.reply_prefixes)
 
 
 @dataclass(frozen=True)
@@ -148,6 +158,10 @@ class DirectReply:
     provider_message_id: str
     value: str
     kind: str = "keypress"  # keypress | button
+    # Who tapped (a WeCom userid), and what the provider needs to show the answer on the
+    # message afterwards (WeCom's single-use ResponseCode); see `Provider.confirm_answer`.
+    sender: str | None = None
+    receipt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -159,7 +173,14 @@ class PlaybackReport:
     error_message: str | None = None
 
 
-Event = DeliveryReport | InboundText | DirectReply | PlaybackReport
+@dataclass(frozen=True)
+class Handshake:
+    """The provider checks our callback URL (WeCom's echostr): answer with `answer`."""
+
+    answer: str
+
+
+Event = DeliveryReport | InboundText | DirectReply | PlaybackReport | Handshake
 
 
 # --- errors ---------------------------------------------------------------------------
@@ -237,6 +258,11 @@ class Provider(Protocol):
 
     async def listen(self, deliver: DeliverCallback) -> None:
         """Only with `flags.listens`: receive reports until cancelled, handing each over."""
+        ...
+
+    async def confirm_answer(self, reply: DirectReply, label: str) -> None:
+        """Only with `flags.confirms_answers`: show `label` ("已确认") where `reply` was
+        given (the card's buttons). Raise `SendError` if the provider refused."""
         ...
 
     async def aclose(self) -> None: ...

@@ -29,6 +29,34 @@ def _twilio(channel: Channel, settings: Mapping[str, Any], context: ProviderCont
     raise ValueError(f"twilio carries sms and voice, not {channel.value}")
 
 
+def _aliyun(channel: Channel, settings: Mapping[str, Any], context: ProviderContext) -> Provider:
+    if channel is Channel.SMS:
+        from channels.aliyun_sms import AliyunSmsProvider
+
+        return AliyunSmsProvider(settings, context)
+    if channel is Channel.VOICE:
+        from channels.aliyun_voice import AliyunVoiceProvider
+
+        return AliyunVoiceProvider(settings, context)
+    raise ValueError(f"aliyun carries sms and voice, not {channel.value}")
+
+
+def _tencent(channel: Channel, settings: Mapping[str, Any], context: ProviderContext) -> Provider:
+    from channels.tencent_sms import TencentSmsProvider
+
+    if channel is not Channel.SMS:
+        raise ValueError(f"tencent carries sms, not {channel.value}")
+    return TencentSmsProvider(settings, context)
+
+
+def _wecom(channel: Channel, settings: Mapping[str, Any], context: ProviderContext) -> Provider:
+    from channels.wecom import WeComProvider
+
+    if channel is not Channel.WECHAT:
+        raise ValueError(f"wecom carries wechat, not {channel.value}")
+    return WeComProvider(settings, context)
+
+
 def _speaker_http(
     channel: Channel, settings: Mapping[str, Any], context: ProviderContext
 ) -> Provider:
@@ -55,6 +83,9 @@ def _speakers_only(name: str, channel: Channel) -> None:
 FACTORIES: dict[str, ProviderFactory] = {
     "simulated": _simulated,
     "twilio": _twilio,
+    "aliyun": _aliyun,
+    "tencent": _tencent,
+    "wecom": _wecom,
     "speaker_http": _speaker_http,
     "speaker_mqtt": _speaker_mqtt,
 }

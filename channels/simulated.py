@@ -175,5 +175,8 @@ class SimulatedProvider:
     async def listen(self, deliver: DeliverCallback) -> None:
         raise NotImplementedError("simulated providers call back through schedule_callback")
 
+    async def confirm_answer(self, reply: DirectReply, label: str) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None

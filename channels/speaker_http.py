@@ -26,6 +26,7 @@ from channels.base import (
     CallbackResponse,
     Channel,
     DeliverCallback,
+    DirectReply,
     Event,
     Message,
     PlaybackReport,
@@ -108,6 +109,9 @@ class HttpSpeakerProvider:
 
     async def listen(self, deliver: DeliverCallback) -> None:
         raise NotImplementedError("the platform posts its reports over HTTP")
+
+    async def confirm_answer(self, reply: DirectReply, label: str) -> None:
+        return None
 
     async def aclose(self) -> None:
         return None

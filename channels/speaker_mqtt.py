@@ -26,6 +26,7 @@ from channels.base import (
     CallbackResponse,
     Channel,
     DeliverCallback,
+    DirectReply,
     Event,
     Message,
     ProviderContext,
@@ -120,6 +121,9 @@ class MqttSpeakerProvider:
 
     def callback_response(self, reply: CallbackReply | None = None) -> CallbackResponse:
         return CallbackResponse(body="ok")
+
+    async def confirm_answer(self, reply: DirectReply, label: str) -> None:
+        return None
 
     async def aclose(self) -> None:
         client, self._client = self._client, None

@@ -21,6 +21,7 @@ from channels.base import (
     Channel,
     DeliverCallback,
     DeliveryReport,
+    DirectReply,
     Event,
     InboundText,
     Message,
@@ -116,6 +117,9 @@ class TwilioSmsProvider:
 
     async def listen(self, deliver: DeliverCallback) -> None:
         raise NotImplementedError("Twilio posts its callbacks over HTTP")
+
+    async def confirm_answer(self, reply: DirectReply, label: str) -> None:
+        return None
 
     async def aclose(self) -> None:
         return None

@@ -148,5 +148,8 @@ class TwilioVoiceProvider:
     async def listen(self, deliver: DeliverCallback) -> None:
         raise NotImplementedError("Twilio posts its callbacks over HTTP")
 
+    async def confirm_answer(self, reply: DirectReply, label: str) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None

@@ -8,7 +8,10 @@ the environment so they stay out of the file:
     JIAOYING_SECRET_KEY, JIAOYING_DATABASE_URL, JIAOYING_REDIS_URL, JIAOYING_HOOKS_TOKEN,
     JIAOYING_SENDER_<NAME>_SECRET (NAME upper-cased, '-' as '_'),
     JIAOYING_TWILIO_AUTH_TOKEN, JIAOYING_SPEAKER_HTTP_API_KEY,
-    JIAOYING_SPEAKER_HTTP_CALLBACK_SECRET, JIAOYING_SPEAKER_MQTT_PASSWORD
+    JIAOYING_SPEAKER_HTTP_CALLBACK_SECRET, JIAOYING_SPEAKER_MQTT_PASSWORD,
+    JIAOYING_ALIYUN_ACCESS_KEY_SECRET, JIAOYING_ALIYUN_CALLBACK_TOKEN,
+    JIAOYING_TENCENT_SECRET_KEY, JIAOYING_TENCENT_CALLBACK_TOKEN,
+    JIAOYING_WECOM_CORP_SECRET, JIAOYING_WECOM_TOKEN, JIAOYING_WECOM_ENCODING_AES_KEY
 
 Every problem is reported as a `ConfigError` naming the setting, never as a traceback.
 """
@@ -27,6 +30,7 @@ from dispatcher.config_providers import (
     PROVIDER_CHANNELS,
     FailoverSettings,
     ProvidersSettings,
+    provider_problems,
 )
 from dispatcher.vocabulary import LEVELS, ROLES
 
@@ -386,6 +390,12 @@ class Settings(_Section):
             raise ValueError("providers.twilio needs from_number for voice calls")
         if "sms" in uses and not (twilio.from_number or twilio.messaging_service_sid):
             raise ValueError("providers.twilio needs from_number or messaging_service_sid")
+        used: dict[str, set[str]] = {}
+        for channel in CHANNELS:
+            for name in self.channels.for_channel(channel).all_providers:
+                used.setdefault(name, set()).add(channel)
+        if problems := provider_problems(self.providers, used):
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")
@@ -434,6 +444,13 @@ def _env_overrides(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
         ("speaker_http", "api_key"),
         ("speaker_http", "callback_secret"),
         ("speaker_mqtt", "password"),
+        ("aliyun", "access_key_secret"),
+        ("aliyun", "callback_token"),
+        ("tencent", "secret_key"),
+        ("tencent", "callback_token"),
+        ("wecom", "corp_secret"),
+        ("wecom", "token"),
+        ("wecom", "encoding_aes_key"),
     ):
         var = f"JIAOYING_{provider.upper()}_{key.upper()}"
         if env.get(var):

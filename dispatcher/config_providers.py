@@ -8,11 +8,44 @@ carries only some channels).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import ipaddress
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# (count, window seconds): at most `count` sends to one recipient in any `window`.
+RecipientLimits = list[tuple[int, float]]
+
+
+class CallbackGuard(Section):
+    """How a provider's unsigned callbacks are protected (see README, "Callbacks")."""
+
+    # The callback URL is /hooks/<channel>/<provider>/<callback_token>; any other path is
+    # refused. Required for providers whose callbacks carry no signature.
+    callback_token: str = ""
+    # When set, callbacks are taken only from these addresses or networks ("1.2.3.0/24").
+    callback_allow_ips: list[str] = []
+
+    @field_validator("callback_allow_ips")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {entry!r}") from None
+        return value
+
+    @field_validator("callback_token")
+    @classmethod
+    def _path_safe(cls, value: str) -> str:
+        if value and (len(value) < 16 or not value.replace("-", "").replace("_", "").isalnum()):
+            raise ValueError("callback_token needs 16 or more letters, digits, '-' or '_'")
+        return value
 
 
 class SimulatedProviderSettings(Section):
@@ -59,6 +92,60 @@ class TwilioSettings(Section):
     validity_period_s: int = Field(3600, ge=1, le=36000)
 
 
+class AliyunSettings(CallbackGuard):
+    """One Aliyun account: SMS (dysmsapi) and voice notifications (dyvmsapi)."""
+
+    access_key_id: str = ""
+    access_key_secret: str = ""
+    # Tests and drills point these at a local fake of Aliyun's APIs.
+    sms_base_url: str = "https://dysmsapi.aliyuncs.com"
+    sms_sign_name: str = ""
+    # An approved template made of one variable (`sms_text_param`) holding the message.
+    sms_template_code: str = ""
+    sms_text_param: str = "content"
+    sms_rate_per_s: float = Field(50.0, ge=0)
+    sms_recipient_limits: RecipientLimits = []
+    voice_base_url: str = "https://dyvmsapi.aliyuncs.com"
+    voice_tts_code: str = ""
+    voice_text_param: str = "content"
+    # The number shown to the callee (empty with a template on the public number pool).
+    voice_show_number: str = ""
+    voice_volume: int = Field(100, ge=0, le=100)
+    voice_rate_per_s: float = Field(10.0, ge=0)
+    # Aliyun allows one callee 1 call a minute, 5 an hour, 20 a day.
+    voice_recipient_limits: RecipientLimits = [(1, 60), (5, 3600), (20, 86400)]
+
+
+class TencentSettings(CallbackGuard):
+    """One Tencent Cloud SMS application."""
+
+    secret_id: str = ""
+    secret_key: str = ""
+    sms_sdk_app_id: str = ""
+    sign_name: str = ""
+    # An approved template with one variable ({1}) holding the message.
+    template_id: str = ""
+    region: str = "ap-guangzhou"
+    base_url: str = "https://sms.tencentcloudapi.com"
+    rate_per_s: float = Field(50.0, ge=0)
+    recipient_limits: RecipientLimits = []
+
+
+class WeComSettings(CallbackGuard):
+    """One WeCom (企业微信) self-built app: cards out, button taps back."""
+
+    corp_id: str = ""
+    corp_secret: str = ""
+    agent_id: int = 0
+    # The app's "接收消息" Token and EncodingAESKey (43 characters).
+    token: str = ""
+    encoding_aes_key: str = ""
+    base_url: str = "https://qyapi.weixin.qq.com"
+    rate_per_s: float = Field(20.0, ge=0)
+    # WeCom silently drops messages past 30 a minute and 1,000 an hour to one member.
+    recipient_limits: RecipientLimits = [(30, 60), (1000, 3600)]
+
+
 class SpeakerHttpSettings(Section):
     """A speaker platform with a JSON HTTP API (see README, "Speakers")."""
 
@@ -84,6 +171,9 @@ class SpeakerMqttSettings(Section):
 class ProvidersSettings(Section):
     simulated: SimulatedProviderSettings = SimulatedProviderSettings()
     twilio: TwilioSettings = TwilioSettings()
+    aliyun: AliyunSettings = AliyunSettings()
+    tencent: TencentSettings = TencentSettings()
+    wecom: WeComSettings = WeComSettings()
     speaker_http: SpeakerHttpSettings = SpeakerHttpSettings()
     speaker_mqtt: SpeakerMqttSettings = SpeakerMqttSettings()
 
@@ -100,9 +190,42 @@ class ProvidersSettings(Section):
 # Providers that carry only some channels (the rest carry any).
 PROVIDER_CHANNELS: dict[str, tuple[str, ...]] = {
     "twilio": ("sms", "voice"),
+    "aliyun": ("sms", "voice"),
+    "tencent": ("sms",),
+    "wecom": ("wechat",),
     "speaker_http": ("speaker",),
     "speaker_mqtt": ("speaker",),
 }
+
+
+def provider_problems(providers: ProvidersSettings, uses: dict[str, set[str]]) -> list[str]:
+    """What is missing for the domestic providers in use (`uses`: provider -> channels)."""
+    problems: list[str] = []
+    aliyun, tencent, wecom = providers.aliyun, providers.tencent, providers.wecom
+    if "aliyun" in uses:
+        if not (aliyun.access_key_id and aliyun.access_key_secret):
+            problems.append("providers.aliyun needs access_key_id and access_key_secret")
+        if "sms" in uses["aliyun"] and not (aliyun.sms_sign_name and aliyun.sms_template_code):
+            problems.append("providers.aliyun needs sms_sign_name and sms_template_code")
+        if "voice" in uses["aliyun"] and not aliyun.voice_tts_code:
+            problems.append("providers.aliyun needs voice_tts_code for voice calls")
+        if not aliyun.callback_token:
+            problems.append("providers.aliyun needs callback_token (its pushes are unsigned)")
+    if "tencent" in uses:
+        if not all(
+            (tencent.secret_id, tencent.secret_key, tencent.sms_sdk_app_id, tencent.template_id)
+        ):
+            problems.append(
+                "providers.tencent needs secret_id, secret_key, sms_sdk_app_id and template_id"
+            )
+        if not tencent.callback_token:
+            problems.append("providers.tencent needs callback_token (its callbacks are unsigned)")
+    if "wecom" in uses:
+        if not (wecom.corp_id and wecom.corp_secret and wecom.agent_id):
+            problems.append("providers.wecom needs corp_id, corp_secret and agent_id")
+        if not wecom.token or len(wecom.encoding_aes_key) != 43:
+            problems.append("providers.wecom needs token and a 43-character encoding_aes_key")
+    return problems
 
 
 class FailoverSettings(Section):

@@ -9,7 +9,7 @@ to answer, get a polite text back, never an error.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
@@ -23,8 +23,11 @@ from channels.base import (
     DeliveryReport,
     DirectReply,
     Event,
+    Handshake,
     InboundText,
     PlaybackReport,
+    Provider,
+    SendError,
 )
 from dispatcher.answers import record_answer
 from dispatcher.doorknock import open_speaker_task
@@ -33,7 +36,13 @@ from dispatcher.ladder import note_delivery
 from dispatcher.models import Attempt, Broadcast, Call, Warning
 from dispatcher.runtime import Runtime
 from dispatcher.text_replies import handle_text
-from dispatcher.vocabulary import OPEN_CALL_STATES, AttemptPurpose, AttemptStatus, BroadcastStatus
+from dispatcher.vocabulary import (
+    OPEN_CALL_STATES,
+    AttemptPurpose,
+    AttemptStatus,
+    BroadcastStatus,
+    status_label,
+)
 
 log = logging.getLogger(__name__)
 # Keypresses on a robocall and buttons on a WeCom card.
@@ -64,10 +73,27 @@ async def process_callback(
     if provider is None:
         raise CallbackRejected(f"no provider {provider_name!r} on channel {channel!r}", 404)
     events = provider.parse_callback(request)
+    for event in events:
+        if isinstance(event, Handshake):
+            return CallbackResponse(body=event.answer)
     applied = await apply_events(runtime, events, provider_name)
     if applied.unmatched and raise_unmatched:
         raise UnmatchedCallback(f"{applied.unmatched} event(s) refer to messages not yet recorded")
+    if provider.flags.confirms_answers:
+        for reply, meaning in applied.answered:
+            await _confirm(runtime, provider, reply, meaning)
     return provider.callback_response(applied.reply)
+
+
+async def _confirm(runtime: Runtime, provider: Provider, reply: DirectReply, meaning: str) -> None:
+    """Show the recorded answer on the card; the answer stands whether or not this works."""
+    label = runtime.renderer.render("card_answered", meaning=meaning, label=status_label(meaning))
+    try:
+        await provider.confirm_answer(reply, label)
+    except SendError as exc:
+        log.warning("%s could not mark the card answered: %s", provider.name, exc.message)
+    except Exception:
+        log.exception("%s failed marking the card answered", provider.name)
 
 
 class UnmatchedCallback(Exception):
@@ -80,6 +106,8 @@ class Applied:
     unmatched: int = 0
     # What to say back on a live call after a keypress.
     reply: CallbackReply | None = None
+    # Taps and keypresses recorded as answers, with their meaning.
+    answered: list[tuple[DirectReply, str]] = field(default_factory=list)
 
 
 async def apply_events(runtime: Runtime, events: list[Event], provider: str) -> Applied:
@@ -98,6 +126,9 @@ async def apply_events(runtime: Runtime, events: list[Event], provider: str) -> 
                 found = await _on_direct(runtime, session, event, provider, now, to_send)
                 applied.unmatched += found is None
                 applied.reply = found or applied.reply
+                # An answer was recorded: a known key and something said back for it.
+                if found is not None and found.say and event.value in KEYPRESS:
+                    applied.answered.append((event, KEYPRESS[event.value]))
             elif isinstance(event, PlaybackReport):
                 applied.unmatched += not await _on_playback(runtime, session, event, provider, now)
         await session.flush()

@@ -16,9 +16,16 @@ from dispatcher.config import Settings
 CallbackScheduler = Callable[[str, str, dict[str, object], float], Awaitable[None]]
 
 
+def callback_token(settings: Settings, provider: str) -> str:
+    """The secret path token of a provider's callback route ("" when it has none)."""
+    return str(getattr(getattr(settings.providers, provider, None), "callback_token", ""))
+
+
 def callback_url(settings: Settings, channel: str, provider: str) -> str:
     base = settings.app.public_base_url.rstrip("/")
     url = f"{base}/hooks/{channel}/{provider}"
+    if path_token := callback_token(settings, provider):
+        url += f"/{path_token}"
     if settings.hooks.token:
         url += "?" + urlencode({"token": settings.hooks.token})
     return url

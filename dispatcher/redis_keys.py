@@ -7,6 +7,10 @@ RATE_SLOT = "jiaoying:rate:{channel}:{provider}"
 # Circuit-breaker state per (channel, provider): a hash. See circuit.py.
 CIRCUIT = "jiaoying:circuit:{channel}:{provider}"
 
+# Recent send times per (channel, provider, hashed recipient): a sorted set. See
+# recipient_limits.py.
+RECIPIENT_SENDS = "jiaoying:recipient:{channel}:{provider}:{recipient}"
+
 
 def rate_slot_key(channel: str, provider: str) -> str:
     return RATE_SLOT.format(channel=channel, provider=provider)
@@ -14,3 +18,7 @@ def rate_slot_key(channel: str, provider: str) -> str:
 
 def circuit_key(channel: str, provider: str) -> str:
     return CIRCUIT.format(channel=channel, provider=provider)
+
+
+def recipient_sends_key(channel: str, provider: str, recipient: str) -> str:
+    return RECIPIENT_SENDS.format(channel=channel, provider=provider, recipient=recipient)

@@ -21,6 +21,7 @@ from dispatcher.migrations import upgrade
 from dispatcher.providers import Providers
 from dispatcher.queue import Queue, RedisHandle, open_redis
 from dispatcher.ratelimit import RateLimiter
+from dispatcher.recipient_limits import RecipientLimiter
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class Runtime:
     renderer: Renderer
     limiter: RateLimiter
     breakers: CircuitBreakers
+    recipients: RecipientLimiter
     owns_redis: bool = True
 
     async def aclose(self) -> None:
@@ -85,5 +87,6 @@ async def open_runtime(
         renderer=Renderer(),
         limiter=RateLimiter(queue.pool),
         breakers=CircuitBreakers(queue.pool, settings.failover),
+        recipients=RecipientLimiter(queue.pool),
         owns_redis=owns_redis,
     )

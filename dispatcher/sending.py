@@ -4,14 +4,18 @@
 2. Pick the provider: the route for the address (routing.py), skipping providers whose
    circuit is open or that refused this message. All open: defer until one may be tried.
 3. Reserve a rate-limit slot at that provider (ratelimit.py), once; if it lies ahead,
-   put the row back with that due time and defer the job until then.
+   put the row back with that due time and defer the job until then. A provider that
+   limits sends per recipient (recipient_limits.py) likewise defers the send until the
+   person may have another.
 4. Render the message for that provider (a one-way destination gets the answer link and
    no "reply 1") and send it, outside any transaction.
 5. Record: sent, or failed with the provider's code. A retryable failure counts against
    the provider's circuit and is tried again as a new attempt after a backoff (at once
    when the circuit just opened, so it fails over); a refusal goes to the next provider;
    a permanent failure marks a bad contact (a call nothing can reach any more is then
-   taken up by the sweep). A send the provider accepted starts the call's ladder clock.
+   taken up by the sweep). A refusal that may pass later (a flow-controlled number) goes
+   to the next provider on the route at once, or, with none left, back to this one later.
+   A send the provider accepted starts the call's ladder clock.
 """
 
 from __future__ import annotations
@@ -181,6 +185,20 @@ async def send_attempt(runtime: Runtime, attempt_id: int) -> str:
     if slot > now + EARLY:
         await _put_back(runtime, claim, slot, provider.name, slot)
         raise _deferred(runtime, slot, now)
+    if provider.flags.recipient_limits:
+        free_at = await runtime.recipients.admit(
+            claim.channel,
+            provider.name,
+            claim.address,
+            provider.flags.recipient_limits,
+            f"attempt:{claim.attempt_id}",
+            now,
+        )
+        if free_at > now:
+            # This person had all the provider lets through for now; the provider slot is
+            # given up and a new one taken when the recipient may have another.
+            await _put_back(runtime, claim, free_at, provider.name, None)
+            raise _deferred(runtime, free_at, now)
 
     message = build_message(runtime, claim, provider)
     error: SendError | None = None
@@ -195,7 +213,9 @@ async def send_attempt(runtime: Runtime, attempt_id: int) -> str:
     circuit = None
     if error is None:
         await runtime.breakers.record_success(claim.channel, provider.name)
-    elif error.retryable:
+    elif error.retryable and not error.other_provider:
+        # A refusal of this message (a flow-controlled number) says nothing of the
+        # provider's health: only other retryable failures count against its circuit.
         circuit = await runtime.breakers.record_failure(
             claim.channel, provider.name, runtime.clock.now()
         )
@@ -281,7 +301,11 @@ def _retry_of(
     """The next attempt after a failure, or None when trying again cannot help."""
     worker = runtime.settings.worker
     skip = set(filter(None, (attempt.skip_providers or "").split(",")))
-    if error.other_provider and provider is not None:
+    others_left = provider is not None and any(
+        name not in skip | {provider} and runtime.providers.get(attempt.channel, name)
+        for name in route_for(runtime.settings, attempt.channel, attempt.address)
+    )
+    if error.other_provider and provider is not None and (others_left or not error.retryable):
         skip.add(provider)
         due, try_number = now, attempt.try_number
     elif error.retryable and attempt.try_number < worker.retry_max_tries:

@@ -178,7 +178,10 @@ def test_routes_pick_the_longest_prefix() -> None:
 @pytest.mark.parametrize(
     ("raw", "words"),
     [
-        ({"channels": {"sms": {"providers": ["aliyun"]}}}, "unknown provider 'aliyun'"),
+        ({"channels": {"sms": {"providers": ["nexmo"]}}}, "unknown provider 'nexmo'"),
+        ({"channels": {"sms": {"providers": ["aliyun"]}}}, "aliyun needs callback_token"),
+        ({"channels": {"wechat": {"providers": ["wecom"]}}}, "43-character encoding_aes_key"),
+        ({"channels": {"voice": {"providers": ["tencent"]}}}, "carries only"),
         ({"channels": {"sms": {"providers": ["twilio"]}}}, "account_sid and auth_token"),
         ({"channels": {"speaker": {"providers": ["twilio"]}}}, "carries only"),
         ({"channels": {"sms": {"providers": []}}}, "at least one provider"),

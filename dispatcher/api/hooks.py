@@ -3,6 +3,10 @@
 When `[hooks] token` is set, every hook needs `?token=<it>`; providers verify their own
 signatures on top of that, over the public URL (`app.public_base_url` + path + query),
 since behind a proxy the URL this server sees is not the one the provider signed.
+Providers whose callbacks carry no signature (Aliyun, Tencent) have a secret path token
+(`callback_token`: `/hooks/{channel}/{provider}/{callback_token}`) and optionally a
+source-IP allowlist (`callback_allow_ips`; behind a proxy, run the server so the
+client address is the real one, e.g. uvicorn's `--proxy-headers`).
 A receipt for a message whose send is not committed yet gets a 503, so the provider
 posts it again (Twilio with the `#rc=` retry the callback URL asks for).
 """
@@ -10,6 +14,7 @@ posts it again (Twilio with the `#rc=` retry the callback URL asks for).
 from __future__ import annotations
 
 import hmac
+import ipaddress
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -44,16 +49,46 @@ async def _request(request: Request, base_url: str) -> CallbackRequest:
     )
 
 
+def _refusal(
+    request: Request, runtime: RuntimeDep, provider: str, path_token: str | None
+) -> JSONResponse | None:
+    """Why this request may not reach the provider, if it may not."""
+    token = runtime.settings.hooks.token
+    if token and not hmac.compare_digest(request.query_params.get("token", ""), token):
+        return JSONResponse({"detail": "missing or wrong hook token"}, status_code=403)
+    section = getattr(runtime.settings.providers, provider, None)
+    expected = str(getattr(section, "callback_token", ""))
+    if expected and not hmac.compare_digest(path_token or "", expected):
+        return JSONResponse({"detail": "missing or wrong callback path token"}, status_code=403)
+    if path_token is not None and not expected:
+        return JSONResponse({"detail": f"{provider} takes no path token"}, status_code=404)
+    allowed: list[str] = list(getattr(section, "callback_allow_ips", []))
+    if allowed:
+        host = request.client.host if request.client else ""
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            address = None
+        if address is None or not any(
+            address in ipaddress.ip_network(net, strict=False) for net in allowed
+        ):
+            return JSONResponse(
+                {"detail": f"callbacks from {host or 'an unknown address'} are not allowed"},
+                status_code=403,
+            )
+    return None
+
+
 async def _handle(
     request: Request,
     runtime: RuntimeDep,
     channel: str,
     provider: str,
     callback: CallbackRequest | None = None,
+    path_token: str | None = None,
 ) -> Response:
-    token = runtime.settings.hooks.token
-    if token and not hmac.compare_digest(request.query_params.get("token", ""), token):
-        return JSONResponse({"detail": "missing or wrong hook token"}, status_code=403)
+    if refusal := _refusal(request, runtime, provider, path_token):
+        return refusal
     try:
         callback = callback or await _request(request, runtime.settings.app.public_base_url)
         answer = await process_callback(runtime, channel, provider, callback, raise_unmatched=True)
@@ -78,8 +113,17 @@ async def sms_inbound(request: Request, runtime: RuntimeDep) -> Response:
     return await _handle(request, runtime, "sms", provider.name, callback)
 
 
-@router.post("/{channel}/{provider}")
+@router.api_route("/{channel}/{provider}", methods=["GET", "POST"])
 async def provider_hook(
     channel: str, provider: str, request: Request, runtime: RuntimeDep
 ) -> Response:
+    """A provider's callback (GET for a URL check such as WeCom's `echostr`)."""
     return await _handle(request, runtime, channel, provider)
+
+
+@router.api_route("/{channel}/{provider}/{path_token}", methods=["GET", "POST"])
+async def provider_hook_with_token(
+    channel: str, provider: str, path_token: str, request: Request, runtime: RuntimeDep
+) -> Response:
+    """A callback of a provider whose route is guarded by its `callback_token`."""
+    return await _handle(request, runtime, channel, provider, path_token=path_token)
