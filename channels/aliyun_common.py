@@ -235,5 +235,6 @@ def read_json_list(body: bytes, what: str) -> list[dict[str, Any]]:
 def accepted() -> CallbackResponse:
     """The answer Aliyun expects once a push is taken (anything else makes it push again)."""
     return CallbackResponse(
-        content_type="application/json", body=json.dumps({"code": 0, "msg": "接收成功"})
+        content_type="application/json; charset=utf-8",
+        body=json.dumps({"code": 0, "msg": "接收成功"}, ensure_ascii=False, separators=(",", ":")),
     )

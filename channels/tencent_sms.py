@@ -2,8 +2,9 @@
 
 Requests are JSON POSTs signed with TC3-HMAC-SHA256:
 
-    canonical = "POST\\n/\\n\\ncontent-type:application/json; charset=utf-8\\nhost:<host>\\n"
-                "x-tc-action:sendsms\\n\\ncontent-type;host;x-tc-action\\n" + hex(sha256(body))
+    canonical = "POST\\n/\\n\\n" + each signed header "name:value\\n" (lower-case, sorted)
+                + "\\n" + names joined by ";" + "\\n" + hex(sha256(body))
+                (we sign content-type, host and x-tc-action)
     to_sign   = "TC3-HMAC-SHA256\\n<timestamp>\\n<date>/sms/tc3_request\\n" + hex(sha256(canonical))
     key       = HMAC(HMAC(HMAC("TC3" + SecretKey, date), "sms"), "tc3_request")
     Authorization: TC3-HMAC-SHA256 Credential=<SecretId>/<date>/sms/tc3_request,
@@ -54,7 +55,6 @@ from channels.base import (
 SERVICE = "sms"
 VERSION = "2021-01-11"
 CONTENT_TYPE = "application/json; charset=utf-8"
-SIGNED_HEADERS = "content-type;host;x-tc-action"
 
 BAD_NUMBER_CODES = {
     "InvalidParameterValue.IncorrectPhoneNumber",
@@ -71,21 +71,28 @@ def tc3_authorization(
     *,
     secret_id: str,
     secret_key: str,
-    host: str,
-    action: str,
+    signed: Mapping[str, str],
     body: bytes,
     timestamp: int,
     service: str = SERVICE,
 ) -> str:
+    """The Authorization header for a POST to "/" signing the headers in `signed`."""
     date = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
-    canonical = (
-        f"POST\n/\n\ncontent-type:{CONTENT_TYPE}\nhost:{host}\nx-tc-action:{action.lower()}\n\n"
-        f"{SIGNED_HEADERS}\n{hashlib.sha256(body).hexdigest()}"
+    names = sorted(name.lower() for name in signed)
+    values = {name.lower(): value.strip().lower() for name, value in signed.items()}
+    canonical = "\n".join(
+        [
+            "POST",
+            "/",
+            "",
+            "".join(f"{name}:{values[name]}\n" for name in names),
+            ";".join(names),
+            hashlib.sha256(body).hexdigest(),
+        ]
     )
     scope = f"{date}/{service}/tc3_request"
-    to_sign = (
-        f"TC3-HMAC-SHA256\n{timestamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-    )
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    to_sign = f"TC3-HMAC-SHA256\n{timestamp}\n{scope}\n{digest}"
 
     def _hmac(key: bytes, text: str) -> bytes:
         return hmac.new(key, text.encode(), hashlib.sha256).digest()
@@ -94,7 +101,7 @@ def tc3_authorization(
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
     return (
         f"TC3-HMAC-SHA256 Credential={secret_id}/{scope}, "
-        f"SignedHeaders={SIGNED_HEADERS}, Signature={signature}"
+        f"SignedHeaders={';'.join(names)}, Signature={signature}"
     )
 
 
@@ -134,19 +141,21 @@ class TencentSmsProvider:
         return json.dumps(payload, ensure_ascii=False).encode()
 
     def signed_headers(self, body: bytes, timestamp: int) -> dict[str, str]:
-        host = urlsplit(self._base_url).netloc
-        return {
-            "Authorization": tc3_authorization(
-                secret_id=self._secret_id,
-                secret_key=self._secret_key,
-                host=host,
-                action="SendSms",
-                body=body,
-                timestamp=timestamp,
-            ),
+        signed = {
             "Content-Type": CONTENT_TYPE,
-            "Host": host,
+            "Host": urlsplit(self._base_url).netloc,
             "X-TC-Action": "SendSms",
+        }
+        authorization = tc3_authorization(
+            secret_id=self._secret_id,
+            secret_key=self._secret_key,
+            signed=signed,
+            body=body,
+            timestamp=timestamp,
+        )
+        return {
+            "Authorization": authorization,
+            **signed,
             "X-TC-Version": VERSION,
             "X-TC-Timestamp": str(timestamp),
             "X-TC-Region": self._region,
