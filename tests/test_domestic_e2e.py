@@ -13,7 +13,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from dispatcher.clock import ManualClock
+from dispatcher.fanout import new_attempt
 from dispatcher.models import Contact
+from dispatcher.retries import Deferred
+from dispatcher.sending import send_attempt
 from dispatcher.worker import run_until_idle
 from tests.conftest import Backend
 from tests.domestic_world import ALIYUN_TOKEN, DomesticWorld, domestic_world
@@ -173,3 +176,42 @@ async def test_callbacks_only_from_allowed_addresses(
     async with domestic_world(backend, clock, tmp_path, aliyun_extra=overrides) as world:
         refused = await world.aliyun.reply("13900000011", "1")
         assert refused.status == 403 and "127.0.0.1" in refused.answer
+
+
+async def test_wecom_member_limits_are_kept_not_dropped(
+    backend: Backend, clock: ManualClock, tmp_path: Path
+) -> None:
+    """WeCom drops the 31st message a minute to one member without a word: the core
+    holds it back until the minute has passed instead."""
+    async with domestic_world(backend, clock, tmp_path) as world:
+        runtime = world.runtime
+        async with runtime.db.transaction() as session:
+            rows = [
+                new_attempt(
+                    call=None,
+                    warning_id=None,
+                    responder_id=None,
+                    purpose="notice",
+                    channel="wechat",
+                    address="qianliu",
+                    now=clock.now(),
+                    body=f"通知{i}",
+                )
+                for i in range(32)
+            ]
+            session.add_all(rows)
+            await session.flush()
+            ids = [row.id for row in rows]
+        outcomes = []
+        for attempt_id in ids:
+            try:
+                outcomes.append(await send_attempt(runtime, attempt_id))
+            except Deferred:
+                outcomes.append("deferred")
+        assert outcomes == ["sent"] * 30 + ["deferred"] * 2
+        clock.advance(seconds=60)
+        assert [await send_attempt(runtime, attempt_id) for attempt_id in ids[30:]] == [
+            "sent",
+            "sent",
+        ]
+        assert len(world.wecom.delivered) == 32 and not world.wecom.dropped
