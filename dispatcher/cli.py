@@ -1,10 +1,11 @@
-"""The `jiaoying` command: serve, worker, db upgrade, import, demo."""
+"""The `jiaoying` command: serve, worker, db upgrade, import, user add, demo."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import getpass
 import logging
 import sys
 from pathlib import Path
@@ -12,13 +13,14 @@ from pathlib import Path
 import uvicorn
 
 from dispatcher.app import create_app
-from dispatcher.clock import Clock
+from dispatcher.clock import Clock, SystemClock
 from dispatcher.config import ConfigError, Settings, load_settings
 from dispatcher.db import Database
 from dispatcher.directory import DirectoryImportError, import_directory
 from dispatcher.listeners import run_listeners
 from dispatcher.migrations import upgrade
 from dispatcher.runtime import Runtime, open_runtime
+from dispatcher.users import UserRefused, add_user, count_users
 from dispatcher.worker import build_worker
 
 log = logging.getLogger("jiaoying")
@@ -69,7 +71,7 @@ async def _serve(
     try:
         tasks, _ = await run_services(runtime, api=api, worker=worker)
         if api:
-            log.info("dashboard: %s/dashboard", settings.app.public_base_url.rstrip("/"))
+            await _login_hint(runtime)
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
@@ -79,6 +81,49 @@ async def _serve(
             task.result()
     finally:
         await runtime.aclose()
+
+
+async def _login_hint(runtime: Runtime) -> None:
+    base = runtime.settings.app.public_base_url.rstrip("/")
+    async with runtime.db.sessions() as session:
+        users = await count_users(session)
+    print(f"dashboard: {base}/dashboard (log in at {base}/login)", flush=True)
+    if users == 0:
+        print(
+            "no dashboard users yet: add one with "
+            "`jiaoying user add NAME --role admin` (it asks for the password)",
+            flush=True,
+        )
+
+
+async def _add_user(settings: Settings, args: argparse.Namespace) -> int:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {args.username}: ")
+        if getpass.getpass("again: ") != password:
+            print("the passwords differ; nothing was added", file=sys.stderr)
+            return 1
+    db = _open_database(settings)
+    try:
+        await upgrade(db.engine)
+        async with db.transaction() as session:
+            await add_user(
+                session,
+                username=args.username,
+                password=password,
+                role=args.role,
+                region_code=args.region,
+                now=SystemClock().now(),
+            )
+    except UserRefused as error:
+        print(f"user not added: {error}", file=sys.stderr)
+        return 1
+    finally:
+        await db.dispose()
+    where = f" over region {args.region}" if args.region else ""
+    print(f"added {args.role} {args.username}{where}")
+    return 0
 
 
 def _open_database(settings: Settings) -> Database:
@@ -120,6 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     db.add_argument("action", choices=["upgrade"])
     imp = commands.add_parser("import", help="import regions/responders/speakers CSV files")
     imp.add_argument("directory", type=Path)
+    user = commands.add_parser("user", help="dashboard users")
+    user_commands = user.add_subparsers(dest="user_command", required=True)
+    add = user_commands.add_parser("add", help="add a dashboard user")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=["admin", "supervisor", "viewer"])
+    add.add_argument("--region", help="region code: the subtree a supervisor/viewer sees")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
     demo = commands.add_parser("demo", help="run a sample county through a red rainstorm warning")
     demo.add_argument("--speed", type=float, default=10.0, help="demo clock speed (default 10x)")
     demo.add_argument("--port", type=int, default=None)
@@ -140,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "db":
             asyncio.run(_upgrade(settings))
             print("database is at the latest revision")
+        elif args.command == "user":
+            return asyncio.run(_add_user(settings, args))
         elif args.command == "import":
             return asyncio.run(_import(settings, args.directory))
         elif args.command == "demo":

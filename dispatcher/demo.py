@@ -24,6 +24,7 @@ from dispatcher.directory import import_directory
 from dispatcher.models import Call, DoorKnockTask
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.security import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_body
+from dispatcher.users import demo_admin
 from dispatcher.vocabulary import OPEN_CALL_STATES
 
 DEMO_CAP = """<?xml version="1.0" encoding="UTF-8"?>
@@ -97,6 +98,7 @@ async def run_demo(settings: Settings, *, speed: float, port: int | None, until_
         write_demo_directory(directory)
         async with runtime.db.transaction() as session:
             print((await import_directory(session, directory)).summary())
+            username, password = await demo_admin(session, clock.now())
         tasks, server = await run_services(runtime, api=True, worker=True, port=port)
         # uvicorn exposes only a flag for "listening", no event to wait on.
         while server is not None and not server.started:  # noqa: ASYNC110
@@ -125,7 +127,7 @@ async def run_demo(settings: Settings, *, speed: float, port: int | None, until_
             f"posted a red rainstorm warning: {result['calls']} calls, "
             f"{result['broadcasts']} broadcasts (clock runs {speed:g}x)"
         )
-        print(f"dashboard: {base}/dashboard")
+        print(f"dashboard: {base}/dashboard  (log in as {username} / {password})", flush=True)
         while True:
             await asyncio.sleep(3)
             states, task_count = await _figures(runtime, warning_id)

@@ -5,7 +5,8 @@
 three or four villages or communities each, two or three grids per village, and about
 two hundred responders with Chinese names, fictional mobile numbers and WeCom ids, each
 with a duty, a supervisor and (below the county leader) a backup, plus one village speaker
-(应急广播) per village on the simulated provider. The same seed gives the same files.
+(应急广播) per village on the simulated provider, and made-up boundaries for the map
+(`regions.geojson`, `dispatcher.demo_map`). The same seed gives the same files.
 
 Who is who (the external id says it): `cl-`/`cd-` the county leader and two county duty
 officers; `tl-`/`td-` a township's leader and duty officer; `vs-`/`vd-` a village's party
@@ -21,6 +22,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dispatcher.demo_map import write_demo_geometry
 from dispatcher.directory_rows import COLUMNS, REGIONS_FILE, RESPONDERS_FILE, SPEAKERS_FILE
 
 COUNTY_CODE = "441799000000"
@@ -272,6 +274,7 @@ def write_demo_directory(directory: Path, *, seed: int = 7) -> None:
             for v in villages
         ],
     )
+    write_demo_geometry(directory, county)
 
 
 def _write(path: Path, rows: list[list[str]]) -> None:

@@ -6,6 +6,7 @@ Warnings: `Warning`, its `Call`s (one per responder), each call's `Attempt`s (on
 one channel) and `Answer`s (every status change), the warning's `Broadcast`s,
 `DoorKnockTask`s (with the `Household`s they visit, `TaskHousehold`), the `LadderNotice`s
 waiting to go out as digests, the `InboxMessage`s nobody's call took, and `AuditEvent`s.
+Dashboard: `User`s who log in (admin, supervisor of a region subtree, viewer).
 The Alembic migrations in `alembic/versions/` create exactly these.
 """
 
@@ -379,3 +380,19 @@ class AuditEvent(Base):
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
     actor: Mapped[str] = mapped_column(String(64), default="system")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class User(Base):
+    """Someone who logs in to the dashboard; a `region` limits what they see to its subtree."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))  # admin | supervisor | viewer
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+    region: Mapped[Region | None] = relationship()

@@ -2,7 +2,8 @@
 
 Statuses are the latest of each call (`Call.answer_meaning`); evacuated counts are each
 call's latest `4 N`, added up over the region tree (a township's figure includes its
-villages and grids).
+villages and grids). Every function takes the reader's `Access` and counts only the rows
+in its region scope (none given: everything).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatcher.access import Access, region_condition, speaker_condition
 from dispatcher.models import (
     Answer,
     Attempt,
@@ -25,32 +27,47 @@ from dispatcher.models import (
 from dispatcher.phones import mask_phone
 from dispatcher.vocabulary import CallState, Meaning, TaskStatus, status_label
 
+EVERYTHING = Access(user_id=0, username="system", role="admin")
+
 
 async def _count_by(
-    session: AsyncSession, key: Any, warning_column: Any, warning_id: int
+    session: AsyncSession, key: Any, warning_column: Any, warning_id: int, scope: Any
 ) -> dict[str, int]:
-    """{value of key: rows} for one warning's rows."""
+    """{value of key: rows} for one warning's rows in scope."""
     rows = await session.execute(
-        select(key, func.count()).where(warning_column == warning_id).group_by(key)
+        select(key, func.count()).where(warning_column == warning_id, scope).group_by(key)
     )
     return {value: count for value, count in rows.all()}
 
 
-async def warning_summary(session: AsyncSession, warning: Warning) -> dict[str, Any]:
-    states = await _count_by(session, Call.state, Call.warning_id, warning.id)
+async def warning_summary(
+    session: AsyncSession, warning: Warning, access: Access = EVERYTHING
+) -> dict[str, Any]:
+    in_scope = region_condition(Call.region_id, access)
+    states = await _count_by(session, Call.state, Call.warning_id, warning.id, in_scope)
     total = sum(states.values())
     answered = states.get(CallState.ANSWERED, 0)
     help_count = await session.scalar(
         select(func.count())
         .select_from(Call)
-        .where(Call.warning_id == warning.id, Call.answer_meaning == "help")
+        .where(Call.warning_id == warning.id, Call.answer_meaning == "help", in_scope)
     )
-    statuses = await _count_by(session, Call.answer_meaning, Call.warning_id, warning.id)
+    statuses = await _count_by(session, Call.answer_meaning, Call.warning_id, warning.id, in_scope)
     evacuated = await session.scalar(
-        select(func.coalesce(func.sum(Call.evacuated), 0)).where(Call.warning_id == warning.id)
+        select(func.coalesce(func.sum(Call.evacuated), 0)).where(
+            Call.warning_id == warning.id, in_scope
+        )
     )
-    broadcasts = await _count_by(session, Broadcast.status, Broadcast.warning_id, warning.id)
-    tasks = await _count_by(session, DoorKnockTask.status, DoorKnockTask.warning_id, warning.id)
+    broadcasts = await _count_by(
+        session, Broadcast.status, Broadcast.warning_id, warning.id, speaker_condition(access)
+    )
+    tasks = await _count_by(
+        session,
+        DoorKnockTask.status,
+        DoorKnockTask.warning_id,
+        warning.id,
+        region_condition(DoorKnockTask.region_id, access),
+    )
     return {
         "calls": {
             "total": total,
@@ -137,13 +154,18 @@ def warning_public(warning: Warning) -> dict[str, Any]:
     }
 
 
-async def region_tree(session: AsyncSession, warning_id: int) -> list[dict[str, Any]]:
-    """Per region with calls under it: calls, answered, help and evacuated, over the subtree."""
+async def region_tree(
+    session: AsyncSession, warning_id: int, access: Access = EVERYTHING
+) -> list[dict[str, Any]]:
+    """Per region with calls under it: calls, answered, help and evacuated, over the subtree.
+
+    A scoped reader gets their own region and what lies below it, never its ancestors.
+    """
     rows = (
         await session.execute(
             select(Region.path, Call.state, Call.answer_meaning, Call.evacuated)
             .join(Call, Call.region_id == Region.id)
-            .where(Call.warning_id == warning_id)
+            .where(Call.warning_id == warning_id, access.regions())
         )
     ).all()
     totals: dict[str, dict[str, int]] = {}
@@ -156,10 +178,19 @@ async def region_tree(session: AsyncSession, warning_id: int) -> list[dict[str, 
             total["help"] += meaning == Meaning.HELP
             total["evacuated"] += evacuated or 0
     regions = await session.scalars(
-        select(Region).where(Region.code.in_(list(totals))).order_by(Region.path)
+        select(Region).where(Region.code.in_(list(totals)), access.regions()).order_by(Region.path)
     )
     return [
-        {"code": r.code, "name": r.name, "level": r.level, "depth": r.depth, **totals[r.code]}
+        {
+            "id": r.id,
+            "code": r.code,
+            "name": r.name,
+            "level": r.level,
+            "depth": r.depth,
+            "path": r.path,
+            "parent_id": r.parent_id,
+            **totals[r.code],
+        }
         for r in regions
     ]
 
@@ -188,19 +219,26 @@ async def answer_history(session: AsyncSession, call_ids: list[int]) -> dict[int
     return history
 
 
-async def list_calls(session: AsyncSession, warning_id: int) -> list[dict[str, Any]]:
+async def list_calls(
+    session: AsyncSession, warning_id: int, access: Access = EVERYTHING
+) -> list[dict[str, Any]]:
     rows = (
         await session.execute(
             select(Call, Responder, Region)
             .join(Responder, Responder.id == Call.responder_id)
             .join(Region, Region.id == Call.region_id)
-            .where(Call.warning_id == warning_id)
+            .where(Call.warning_id == warning_id, access.regions())
             .order_by(Call.id)
         )
     ).all()
     attempts: dict[int, list[dict[str, Any]]] = {}
+    in_scope = select(Call.id).where(
+        Call.warning_id == warning_id, region_condition(Call.region_id, access)
+    )
     for a in await session.scalars(
-        select(Attempt).where(Attempt.warning_id == warning_id).order_by(Attempt.id)
+        select(Attempt)
+        .where(Attempt.warning_id == warning_id, Attempt.call_id.in_(in_scope))
+        .order_by(Attempt.id)
     ):
         if a.call_id is None:
             continue

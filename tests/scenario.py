@@ -25,6 +25,7 @@ from dispatcher.models import Attempt, AuditEvent, Call, DoorKnockTask, Responde
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.security import sign_body
 from dispatcher.worker import run_until_idle
+from tests.auth import sign_in
 from tests.conftest import SENDER_SECRET, Backend, make_settings
 
 REGIONS = """code,name,level,parent_code
@@ -201,6 +202,7 @@ async def open_county(runtime: Runtime, clock: ManualClock, tmp_path: Path) -> C
         await import_directory(session, directory)
     transport = httpx.ASGITransport(app=create_app(runtime))
     client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    await sign_in(client, runtime)
     return County(runtime, clock, client)
 
 

@@ -6,6 +6,8 @@ speaker) and 下洞村 (b1 赵五, b2 钱六).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from dispatcher.models import Attempt, Broadcast, Call, DoorKnockTask, Responder
 from dispatcher.runtime import Runtime
 from dispatcher.security import make_link_token
 from dispatcher.worker import run_until_idle
+from tests.auth import sign_in
 from tests.test_spine_e2e import setup_directory, signed
 
 SENDER = "441799000000@cma.gov.cn"
@@ -97,9 +100,13 @@ async def warning_row(runtime: Runtime, warning_id: int) -> Warning:
         return warning
 
 
-def client_for(runtime: Runtime) -> httpx.AsyncClient:
+@asynccontextmanager
+async def client_for(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app, logged in as an admin (the read routes need a login)."""
     transport = httpx.ASGITransport(app=create_app(runtime))
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        await sign_in(client, runtime)
+        yield client
 
 
 async def test_update_keeps_answers_unless_the_level_rises_then_cancel_lifts_it(

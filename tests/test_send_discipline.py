@@ -23,6 +23,7 @@ from dispatcher.retries import Deferred
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.sending import send_attempt
 from dispatcher.worker import run_until_idle
+from tests.auth import sign_in
 from tests.conftest import Backend
 from tests.test_twilio_e2e import post_warning
 from tests.twilio_world import World, twilio_world
@@ -97,6 +98,7 @@ async def test_failover_when_twilio_starts_returning_500s(
             'jiaoying_provider_circuit_state{channel="sms",provider="twilio",state="open"} 1'
             in (metrics)
         )
+        await sign_in(world.client, runtime)
         page = (await world.client.get("/dashboard")).text
         assert "twilio" in page and "熔断" in page
 

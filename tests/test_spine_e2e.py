@@ -14,6 +14,7 @@ from dispatcher.models import Attempt, Call, DoorKnockTask, Responder, Warning
 from dispatcher.runtime import Runtime
 from dispatcher.security import make_link_token, sign_body
 from dispatcher.worker import run_until_idle
+from tests.auth import sign_in
 from tests.conftest import SENDER_SECRET
 
 REGIONS = """code,name,level,parent_code
@@ -81,6 +82,7 @@ async def test_spine_end_to_end(runtime: Runtime, clock: ManualClock, tmp_path: 
     app = create_app(runtime)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        await sign_in(client, runtime)
         body = cap("W1", ["441799100000"])
         response = await client.post("/api/v1/warnings", content=body, headers=signed(body, clock))
         assert response.status_code == 202, response.text
@@ -168,6 +170,8 @@ async def test_spine_end_to_end(runtime: Runtime, clock: ManualClock, tmp_path: 
         calls = (await client.get(f"/api/v1/warnings/{warning_id}/calls")).json()
         assert len(calls) == 5 and all(c["attempts"] for c in calls)
         page = await client.get("/dashboard")
+        assert page.status_code == 200 and "60.0%" in page.text
+        page = await client.get(f"/warnings/{warning_id}")
         assert page.status_code == 200 and "王镇长" in page.text and "60.0%" in page.text
 
 

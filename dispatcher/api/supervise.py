@@ -1,28 +1,27 @@
-"""What supervisors do besides watching: record answers by hand, read the inbox, export.
+"""What supervisors do besides watching: record answers by hand, read the inbox.
 
 `POST /api/v1/calls/{id}/answers` (JSON) and the form at `/calls/{id}/manual` record an
 answer a supervisor learnt themselves (a phone call, in person): who recorded it and how
-are kept, and it is shown apart from answers the responder gave. `GET /api/v1/inbox`
-lists texts nobody's open call could take. `GET /api/v1/warnings/{id}/answers.csv` exports
-every answer (channel, raw text, time) for the provincial system.
+are kept, and it is shown apart from answers the responder gave. Only admins and
+supervisors may, only for calls in their scope, and with the session's CSRF token.
+`GET /api/v1/inbox` lists texts nobody's open call could take (exports: `api.exports`).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from sqlalchemy import select
 
+from dispatcher.access import Access
 from dispatcher.answers import record_answer
 from dispatcher.api.deps import RuntimeDep, SessionDep
+from dispatcher.api.session import AccessDep, CsrfDep, WriterDep
 from dispatcher.api.web import render_page
-from dispatcher.models import Answer, Attempt, Call, InboxMessage, Region, Responder, Warning
-from dispatcher.phones import mask_phone
+from dispatcher.models import Attempt, Call, Duty, InboxMessage, Region, Responder, Warning
 from dispatcher.replies import MAX_PEOPLE
 from dispatcher.vocabulary import ANSWER_METHOD_LABELS, MEANING_LABELS
 
@@ -54,11 +53,22 @@ class ManualAnswerPublic(BaseModel):
     at: str
 
 
-async def _record_manual(runtime: RuntimeDep, call_id: int, data: ManualAnswerIn) -> str:
+async def _call_in_scope(session: Any, access: Access, call_id: int) -> bool:
+    path = await session.scalar(
+        select(Region.path).join(Call, Call.region_id == Region.id).where(Call.id == call_id)
+    )
+    return path is not None and access.covers(path)
+
+
+async def _record_manual(
+    runtime: RuntimeDep, access: Access, call_id: int, data: ManualAnswerIn
+) -> str:
     """Record it; returns the answer's time, or raises HTTPException (404, 409)."""
     notices: list[Attempt] = []
     now = runtime.clock.now()
     async with runtime.db.transaction() as session:
+        if not await _call_in_scope(session, access, call_id):
+            raise HTTPException(404, f"no call {call_id}")
         call = await session.get(Call, call_id, with_for_update=True)
         if call is None:
             raise HTTPException(404, f"no call {call_id}")
@@ -85,11 +95,11 @@ async def _record_manual(runtime: RuntimeDep, call_id: int, data: ManualAnswerIn
     return now.isoformat()
 
 
-@router.post("/api/v1/calls/{call_id}/answers", status_code=201)
+@router.post("/api/v1/calls/{call_id}/answers", status_code=201, dependencies=[CsrfDep])
 async def post_manual_answer(
-    call_id: int, data: ManualAnswerIn, runtime: RuntimeDep
+    call_id: int, data: ManualAnswerIn, runtime: RuntimeDep, access: WriterDep
 ) -> ManualAnswerPublic:
-    at = await _record_manual(runtime, call_id, data)
+    at = await _record_manual(runtime, access, call_id, data)
     return ManualAnswerPublic(
         call_id=call_id,
         status=data.status,
@@ -100,7 +110,7 @@ async def post_manual_answer(
     )
 
 
-async def _form_context(runtime: RuntimeDep, call_id: int) -> dict[str, Any]:
+async def _form_context(runtime: RuntimeDep, access: Access, call_id: int) -> dict[str, Any]:
     # Its own short session: on SQLite an open read would hold the lock the write needs.
     async with runtime.db.sessions() as session:
         row = (
@@ -112,7 +122,7 @@ async def _form_context(runtime: RuntimeDep, call_id: int) -> dict[str, Any]:
                 .where(Call.id == call_id)
             )
         ).first()
-    if row is None:
+    if row is None or not access.covers(row[2].path):
         raise HTTPException(404, f"no call {call_id}")
     call, responder, region, warning = row
     return {
@@ -128,22 +138,26 @@ async def _form_context(runtime: RuntimeDep, call_id: int) -> dict[str, Any]:
 
 
 @router.get("/calls/{call_id}/manual", response_class=HTMLResponse)
-async def manual_form(call_id: int, request: Request, runtime: RuntimeDep) -> HTMLResponse:
-    return render_page(request, "manual_answer.html", await _form_context(runtime, call_id))
+async def manual_form(
+    call_id: int, request: Request, runtime: RuntimeDep, access: WriterDep
+) -> HTMLResponse:
+    context = await _form_context(runtime, access, call_id)
+    return render_page(request, "manual_answer.html", context)
 
 
-@router.post("/calls/{call_id}/manual", response_class=HTMLResponse)
+@router.post("/calls/{call_id}/manual", response_class=HTMLResponse, dependencies=[CsrfDep])
 async def manual_form_post(
     call_id: int,
     request: Request,
     runtime: RuntimeDep,
+    access: WriterDep,
     status: Annotated[str, Form()] = "",
     people: Annotated[str, Form()] = "",
     recorded_by: Annotated[str, Form()] = "",
     method: Annotated[str, Form()] = "phone",
     note: Annotated[str, Form()] = "",
 ) -> HTMLResponse:
-    context = await _form_context(runtime, call_id)
+    context = await _form_context(runtime, access, call_id)
     try:
         data = ManualAnswerIn.model_validate(
             {
@@ -158,88 +172,32 @@ async def manual_form_post(
         problems = "；".join(str(e["msg"]) for e in error.errors())
         context["problem"] = f"请检查填写内容：{problems}"
         return render_page(request, "manual_answer.html", context, status=400)
-    await _record_manual(runtime, call_id, data)
+    await _record_manual(runtime, access, call_id, data)
     context["done"] = True
     return render_page(request, "manual_answer.html", context)
 
 
 @router.get("/api/v1/inbox")
-async def get_inbox(session: SessionDep) -> list[dict[str, Any]]:
-    rows = (
-        await session.execute(
-            select(InboxMessage, Responder.name)
-            .outerjoin(Responder, Responder.id == InboxMessage.responder_id)
-            .order_by(InboxMessage.id.desc())
-            .limit(200)
+async def get_inbox(session: SessionDep, access: AccessDep) -> list[dict[str, Any]]:
+    query = (
+        select(InboxMessage, Responder.name)
+        .outerjoin(Responder, Responder.id == InboxMessage.responder_id)
+        .order_by(InboxMessage.id.desc())
+        .limit(200)
+    )
+    ids = access.region_ids()
+    if ids is not None:
+        query = query.where(
+            InboxMessage.responder_id.in_(select(Duty.responder_id).where(Duty.region_id.in_(ids)))
         )
-    ).all()
     return [
         {
             "id": message.id,
             "at": message.at.isoformat(),
-            "phone": mask_phone(message.phone),
+            "phone": access.phone(message.phone),
             "responder": name,
             "text": message.text,
             "reason": message.reason,
         }
-        for message, name in rows
+        for message, name in (await session.execute(query)).all()
     ]
-
-
-EXPORT_COLUMNS = [
-    "warning_id",
-    "call_id",
-    "responder_id",
-    "responder",
-    "region_code",
-    "region",
-    "at",
-    "channel",
-    "status",
-    "people",
-    "raw",
-    "recorded_by",
-    "method",
-]
-
-
-@router.get("/api/v1/warnings/{warning_id}/answers.csv")
-async def export_answers(warning_id: int, session: SessionDep) -> Response:
-    if await session.get(Warning, warning_id) is None:
-        return JSONResponse({"detail": f"no warning {warning_id}"}, status_code=404)
-    rows = (
-        await session.execute(
-            select(Answer, Call, Responder, Region)
-            .join(Call, Call.id == Answer.call_id)
-            .join(Responder, Responder.id == Answer.responder_id)
-            .join(Region, Region.id == Call.region_id)
-            .where(Call.warning_id == warning_id)
-            .order_by(Answer.at, Answer.id)
-        )
-    ).all()
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(EXPORT_COLUMNS)
-    for answer, call, responder, region in rows:
-        writer.writerow(
-            [
-                warning_id,
-                call.id,
-                responder.external_id,
-                responder.name,
-                region.code,
-                region.name,
-                answer.at.isoformat(),
-                answer.channel,
-                answer.meaning,
-                "" if answer.people is None else answer.people,
-                answer.raw,
-                answer.recorded_by or "",
-                answer.method or "",
-            ]
-        )
-    return Response(
-        "\ufeff" + out.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="warning-{warning_id}-answers.csv"'},
-    )

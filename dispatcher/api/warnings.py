@@ -1,5 +1,8 @@
 """The warning webhook, the warnings read API and the JSON Schema of a JSON warning.
 
+The webhook is for senders (HMAC-signed, no login); the reads are for logged-in users and
+show only what their region scope holds (a warning outside it is a 404).
+
 Every refusal is JSON: `{"detail": <what is wrong>, "field": <JSON path, CAP element path
 or null for the whole body>}`.
 """
@@ -12,7 +15,9 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
+from dispatcher.access import warning_condition
 from dispatcher.api.deps import RuntimeDep, SessionDep
+from dispatcher.api.session import AccessDep, warning_or_404
 from dispatcher.cap import WarningIn, WarningRejected
 from dispatcher.ingest import ingest
 from dispatcher.models import Warning
@@ -79,44 +84,46 @@ async def post_warning(request: Request, runtime: RuntimeDep) -> JSONResponse:
 
 
 @router.get("")
-async def get_warnings(session: SessionDep, drill: bool | None = None) -> list[dict[str, Any]]:
+async def get_warnings(
+    session: SessionDep, access: AccessDep, drill: bool | None = None
+) -> list[dict[str, Any]]:
     """The latest 100 warnings; `drill=false` leaves drills out, `drill=true` lists only them."""
-    query = select(Warning).order_by(Warning.id.desc()).limit(100)
+    query = select(Warning).where(warning_condition(access)).order_by(Warning.id.desc()).limit(100)
     if drill is not None:
         query = query.where(Warning.is_drill.is_(drill))
     return [warning_public(w) for w in await session.scalars(query)]
 
 
 @router.get("/totals")
-async def get_totals(session: SessionDep, drill: bool = False) -> dict[str, Any]:
-    """Calls, answers and door-knock tasks over all real warnings (or, `drill=true`, drills)."""
+async def get_totals(session: SessionDep, access: AccessDep, drill: bool = False) -> dict[str, Any]:
+    """Calls, answers and door-knock tasks over all real warnings (or, `drill=true`, drills).
+
+    County-wide figures: for admins only."""
+    if not access.is_admin:
+        raise HTTPException(403, "totals over every region are for admins")
     return await totals(session, drill=drill)
 
 
-async def _warning(session: SessionDep, warning_id: int) -> Warning:
-    warning = await session.get(Warning, warning_id)
-    if warning is None:
-        raise HTTPException(404, f"no warning {warning_id}")
-    return warning
-
-
 @router.get("/{warning_id}")
-async def get_warning(warning_id: int, session: SessionDep) -> dict[str, Any]:
-    warning = await _warning(session, warning_id)
-    summary = await warning_summary(session, warning)
-    return {**warning_public(warning), **summary, "regions": await region_tree(session, warning_id)}
+async def get_warning(warning_id: int, session: SessionDep, access: AccessDep) -> dict[str, Any]:
+    warning = await warning_or_404(session, access, warning_id)
+    summary = await warning_summary(session, warning, access)
+    regions = await region_tree(session, warning_id, access)
+    return {**warning_public(warning), **summary, "regions": regions}
 
 
 @router.get("/{warning_id}/calls")
-async def get_calls(warning_id: int, session: SessionDep) -> list[dict[str, Any]]:
-    await _warning(session, warning_id)
-    return await list_calls(session, warning_id)
+async def get_calls(
+    warning_id: int, session: SessionDep, access: AccessDep
+) -> list[dict[str, Any]]:
+    await warning_or_404(session, access, warning_id)
+    return await list_calls(session, warning_id, access)
 
 
 @router.get("/{warning_id}/raw")
-async def get_raw(warning_id: int, session: SessionDep) -> Response:
+async def get_raw(warning_id: int, session: SessionDep, access: AccessDep) -> Response:
     """The exact bytes posted, with the content type they came with (audit, re-processing)."""
-    warning = await _warning(session, warning_id)
+    warning = await warning_or_404(session, access, warning_id)
     body = warning.raw_body if warning.raw_body is not None else warning.raw_payload.encode()
     media = warning.content_type or (
         "application/json" if warning.source_format == "json" else "application/xml"

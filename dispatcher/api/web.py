@@ -1,4 +1,4 @@
-"""Jinja2 for the web pages in `templates/web/`."""
+"""Jinja2 for the web pages in `templates/web/`, and their local assets under `/static`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from dispatcher.api.session import csrf_token
 from dispatcher.paths import bundled_dir
 from dispatcher.vocabulary import (
     CALL_STATE_LABELS,
@@ -15,8 +16,12 @@ from dispatcher.vocabulary import (
     CIRCUIT_LABELS,
     LEVELS,
     ROLES,
+    TASK_STATUS_LABELS,
     WARNING_STATE_LABELS,
 )
+
+STATIC_DIR = bundled_dir("templates") / "static"
+USER_ROLE_LABELS = {"admin": "管理员", "supervisor": "值班督导", "viewer": "只读"}
 
 templates = Jinja2Templates(directory=str(bundled_dir("templates") / "web"))
 templates.env.globals.update(
@@ -26,10 +31,15 @@ templates.env.globals.update(
     WARNING_STATE_LABELS=WARNING_STATE_LABELS,
     CHANNEL_LABELS=CHANNEL_LABELS,
     CIRCUIT_LABELS=CIRCUIT_LABELS,
+    TASK_STATUS_LABELS=TASK_STATUS_LABELS,
+    USER_ROLE_LABELS=USER_ROLE_LABELS,
 )
 
 
 def render_page(
     request: Request, name: str, context: dict[str, Any], status: int = 200
 ) -> HTMLResponse:
+    context = {"access": getattr(request.state, "access", None), **context}
+    if "csrf" not in context and "session" in request.scope:
+        context["csrf"] = csrf_token(request)
     return templates.TemplateResponse(request, name, context, status_code=status)

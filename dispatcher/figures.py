@@ -1,0 +1,161 @@
+"""The dashboard's figures for one warning, in the reader's scope.
+
+The per-channel funnel (sent → delivered → answered, per channel and provider), the
+time-to-answer curve (share of calls answered against minutes since the warning came
+in), and the people lists (the silent with their phones and last attempt, help requests,
+the answered) that the warning page, the map and the report share.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatcher.access import Access, region_condition
+from dispatcher.models import Answer, Attempt, Call, Contact, Region, Responder, Warning
+from dispatcher.summary import answer_history
+from dispatcher.vocabulary import AttemptPurpose, AttemptStatus, CallState, status_label
+
+SILENT_STATES = (CallState.PENDING, CallState.CALLING, CallState.ESCALATED, CallState.UNANSWERED)
+_SENT = (AttemptStatus.SENT, AttemptStatus.DELIVERED, AttemptStatus.NO_ANSWER, AttemptStatus.BUSY)
+
+
+def _calls_in_scope(warning_id: int, access: Access) -> Any:
+    return select(Call.id).where(
+        Call.warning_id == warning_id, region_condition(Call.region_id, access)
+    )
+
+
+async def funnel(session: AsyncSession, warning_id: int, access: Access) -> list[dict[str, Any]]:
+    """Per (channel, provider): attempts, sent, delivered, and calls first answered there."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def row(channel: str, provider: str | None) -> dict[str, Any]:
+        key = (channel, provider or "—")
+        return rows.setdefault(
+            key,
+            {"channel": key[0], "provider": key[1], "attempts": 0, "sent": 0, "delivered": 0}
+            | {"answered": 0},
+        )
+
+    in_scope = _calls_in_scope(warning_id, access)
+    counts = await session.execute(
+        select(Attempt.channel, Attempt.provider, Attempt.status, func.count())
+        .where(Attempt.purpose == AttemptPurpose.CALL, Attempt.call_id.in_(in_scope))
+        .group_by(Attempt.channel, Attempt.provider, Attempt.status)
+    )
+    for channel, provider, status, count in counts.all():
+        figures = row(channel, provider)
+        figures["attempts"] += count
+        figures["sent"] += count if status in _SENT else 0
+        figures["delivered"] += count if status == AttemptStatus.DELIVERED else 0
+    # The first answer of each call, credited to the attempt it answered when known.
+    first = (
+        select(Answer.call_id, func.min(Answer.id).label("answer_id"))
+        .where(Answer.call_id.in_(in_scope))
+        .group_by(Answer.call_id)
+        .subquery()
+    )
+    answers = await session.execute(
+        select(Answer.channel, Answer.provider, Attempt.channel, Attempt.provider)
+        .join(first, first.c.answer_id == Answer.id)
+        .outerjoin(Attempt, Attempt.id == Answer.attempt_id)
+    )
+    for channel, provider, attempt_channel, attempt_provider in answers.all():
+        if attempt_channel is not None:
+            channel, provider = attempt_channel, attempt_provider
+        row(channel, provider)["answered"] += 1
+    return sorted(rows.values(), key=lambda r: (r["channel"], r["provider"]))
+
+
+async def answer_curve(
+    session: AsyncSession, warning: Warning, access: Access
+) -> tuple[int, list[tuple[float, float]]]:
+    """(calls in scope, [(minutes since the warning came in, share answered by then)])."""
+    total = await session.scalar(
+        select(func.count()).select_from(_calls_in_scope(warning.id, access).subquery())
+    )
+    answered_at = await session.scalars(
+        select(Call.answered_at)
+        .where(Call.id.in_(_calls_in_scope(warning.id, access)), Call.answered_at.is_not(None))
+        .order_by(Call.answered_at)
+    )
+    points: list[tuple[float, float]] = []
+    for index, at in enumerate(answered_at, start=1):
+        if at is None:
+            continue
+        minutes = max(0.0, (at - warning.received_at).total_seconds() / 60)
+        points.append((minutes, index / total if total else 0.0))
+    return int(total or 0), points
+
+
+async def people(
+    session: AsyncSession,
+    warning_id: int,
+    access: Access,
+    *conditions: Any,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """Calls of the warning in scope matching `conditions`, with the person, their phones
+    (as this reader may see them), their answers and the call's last attempt."""
+    rows = (
+        await session.execute(
+            select(Call, Responder, Region)
+            .join(Responder, Responder.id == Call.responder_id)
+            .join(Region, Region.id == Call.region_id)
+            .where(Call.warning_id == warning_id, access.regions(), *conditions)
+            .order_by(Call.escalation_step.desc(), Region.path, Call.id)
+            .limit(limit)
+        )
+    ).all()
+    responder_ids = [r.id for _, r, _ in rows]
+    call_ids = [c.id for c, _, _ in rows]
+    phones: dict[int, list[str]] = {}
+    for responder_id, value in await session.execute(
+        select(Contact.responder_id, Contact.value)
+        .where(Contact.kind == "phone", Contact.responder_id.in_(responder_ids), ~Contact.bad)
+        .order_by(Contact.position)
+    ):
+        phones.setdefault(responder_id, []).append(value)
+    last: dict[int, Attempt] = {}
+    for attempt in await session.scalars(
+        select(Attempt)
+        .where(Attempt.call_id.in_(call_ids), Attempt.purpose == AttemptPurpose.CALL)
+        .order_by(Attempt.id)
+    ):
+        if attempt.call_id is not None:
+            last[attempt.call_id] = attempt
+    history = await answer_history(session, call_ids)
+    return [
+        {
+            "call": c,
+            "responder": r,
+            "region": g,
+            "phones": [
+                {"shown": access.phone(p), "dial": p if access.sees_phones else None}
+                for p in phones.get(r.id, [])
+            ],
+            "status": status_label(c.answer_meaning, c.evacuated),
+            "history": history.get(c.id, []),
+            "last_attempt": last.get(c.id),
+        }
+        for c, r, g in rows
+    ]
+
+
+def minutes_since(start: datetime, now: datetime) -> int:
+    return max(0, int((now - start).total_seconds() // 60))
+
+
+def since_label(start: datetime, now: datetime) -> str:
+    """'12分钟前', '3小时5分钟前', '2天前'."""
+    minutes = minutes_since(start, now)
+    if minutes < 60:
+        return f"{minutes}分钟前"
+    if minutes < 24 * 60:
+        hours, rest = divmod(minutes, 60)
+        return f"{hours}小时{rest}分钟前" if rest else f"{hours}小时前"
+    return f"{minutes // (24 * 60)}天前"
