@@ -15,9 +15,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.access import Access, region_condition
-from dispatcher.figures import since_label
+from dispatcher.figures import answer_curve, since_label
 from dispatcher.models import Answer, Attempt, Call, DoorKnockTask, Region, Responder, Warning
 from dispatcher.summary import warning_summary
+from dispatcher.svg import answer_curve_svg
 from dispatcher.vocabulary import status_label
 
 LATEST_ANSWERS = 10
@@ -54,7 +55,8 @@ async def fingerprint(session: AsyncSession, warning_ids: list[int]) -> tuple[An
 async def snapshot(
     session: AsyncSession, warnings: list[Warning], access: Access, now: datetime
 ) -> dict[str, Any]:
-    """Per warning its figures in the reader's scope, and the latest answers to it."""
+    """Per warning its figures in the reader's scope; for one warning also its latest
+    answers and its time-to-answer curve, redrawn (SVG markup)."""
     items = []
     for warning in warnings:
         summary = await warning_summary(session, warning, access)
@@ -75,7 +77,10 @@ async def snapshot(
             }
         )
     latest: list[dict[str, Any]] = []
+    curve = ""
     if len(warnings) == 1:
+        total, points = await answer_curve(session, warnings[0], access)
+        curve = str(answer_curve_svg(points, total))
         rows = await session.execute(
             select(Answer, Responder.name, Region.name, Call.id)
             .join(Call, Call.id == Answer.call_id)
@@ -97,4 +102,4 @@ async def snapshot(
             }
             for a, name, region, call_id in rows.all()
         ]
-    return {"warnings": items, "answers": latest}
+    return {"warnings": items, "answers": latest, "curve": curve}

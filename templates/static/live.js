@@ -20,6 +20,8 @@
         el.style.width = ((w.rate || 0) * 100).toFixed(1) + "%";
       });
     });
+    var curve = document.getElementById("curve");
+    if (curve && data.curve) { curve.innerHTML = data.curve; }  // server-drawn, escaped SVG
     var feed = document.getElementById("latest");
     if (!feed) { return; }
     data.answers.slice().reverse().forEach(function (a) {
