@@ -150,5 +150,10 @@ async def test_duty_officer_watches_a_warning_in_the_browser(
             exported = read_download(str(await download.path()))
             assert exported.startswith("call_id,") and name in exported
             assert len(exported.strip().splitlines()) == 201
+            # the map: every region of the demo county drawn, the silent ones ringed
+            await page.click("header a[href='/map']")
+            assert await page.locator("svg.map .region-shape").count() > 20
+            assert await page.locator("svg.map .silent-mark").count() > 20
+            await page.screenshot(path=str(ARTIFACTS / "map-page.png"))
         finally:
             await browser.close()

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,6 +52,32 @@ def test_demo_runs_to_door_knock_tasks(tmp_path: Path) -> None:
     result = run(["demo", "--speed", "60", "--port", str(port), "--until-done"], tmp_path, 180)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "posted a red rainstorm warning: 200 calls" in result.stdout
+    assert "(log in as demo / " in result.stdout
     last = [line for line in result.stdout.splitlines() if line.startswith("[+")][-1]
     assert "answered=" in last and "unanswered=" in last
     assert "door_knock_tasks=0" not in last
+
+
+def test_user_add_takes_the_password_from_stdin(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JIAOYING_")}
+
+    def user_add(*args: str, password: str = "a long enough secret\n") -> Any:
+        return subprocess.run(
+            [sys.executable, "-m", "dispatcher.cli", "user", "add", *args, "--password-stdin"],
+            cwd=tmp_path,
+            env=env,
+            input=password,
+            text=True,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+
+    added = user_add("chief", "--role", "admin")
+    assert added.returncode == 0 and "added admin chief" in added.stdout, added.stderr
+    again = user_add("chief", "--role", "admin")
+    assert again.returncode == 1 and "exists already" in again.stderr
+    short = user_add("shorty", "--role", "viewer", password="short\n")
+    assert short.returncode == 1 and "password" in short.stderr
+    nowhere = user_add("town", "--role", "supervisor", "--region", "441799100000")
+    assert nowhere.returncode == 1 and "no region with code" in nowhere.stderr
