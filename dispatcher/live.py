@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatcher.access import Access, region_condition
 from dispatcher.figures import answer_curve, since_label
 from dispatcher.models import Answer, Attempt, Call, DoorKnockTask, Region, Responder, Warning
-from dispatcher.summary import warning_summary
+from dispatcher.summary import region_tree, warning_summary
 from dispatcher.svg import answer_curve_svg
 from dispatcher.vocabulary import status_label
 
@@ -56,7 +56,7 @@ async def snapshot(
     session: AsyncSession, warnings: list[Warning], access: Access, now: datetime
 ) -> dict[str, Any]:
     """Per warning its figures in the reader's scope; for one warning also its latest
-    answers and its time-to-answer curve, redrawn (SVG markup)."""
+    answers, its time-to-answer curve redrawn (SVG markup) and each region's figures."""
     items = []
     for warning in warnings:
         summary = await warning_summary(session, warning, access)
@@ -78,9 +78,18 @@ async def snapshot(
         )
     latest: list[dict[str, Any]] = []
     curve = ""
+    regions: dict[str, dict[str, Any]] = {}
     if len(warnings) == 1:
         total, points = await answer_curve(session, warnings[0], access)
         curve = str(answer_curve_svg(points, total))
+        regions = {
+            r["code"]: {
+                "answered": r["answered"],
+                "calls": r["calls"],
+                "rate": r["answered"] / r["calls"] if r["calls"] else None,
+            }
+            for r in await region_tree(session, warnings[0].id, access)
+        }
         rows = await session.execute(
             select(Answer, Responder.name, Region.name, Call.id)
             .join(Call, Call.id == Answer.call_id)
@@ -102,4 +111,4 @@ async def snapshot(
             }
             for a, name, region, call_id in rows.all()
         ]
-    return {"warnings": items, "answers": latest, "curve": curve}
+    return {"warnings": items, "answers": latest, "curve": curve, "regions": regions}

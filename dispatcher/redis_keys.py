@@ -6,6 +6,8 @@ from __future__ import annotations
 RATE_SLOT = "jiaoying:rate:{channel}:{provider}"
 # Circuit-breaker state per (channel, provider): a hash. See circuit.py.
 CIRCUIT = "jiaoying:circuit:{channel}:{provider}"
+# Failed dashboard logins per username, expiring: see api/login.py.
+LOGIN_FAILURES = "jiaoying:login-failures:{username}"
 
 # Recent send times per (channel, provider, hashed recipient): a sorted set. See
 # recipient_limits.py.
@@ -22,3 +24,7 @@ def circuit_key(channel: str, provider: str) -> str:
 
 def recipient_sends_key(channel: str, provider: str, recipient: str) -> str:
     return RECIPIENT_SENDS.format(channel=channel, provider=provider, recipient=recipient)
+
+
+def login_failures_key(username: str) -> str:
+    return LOGIN_FAILURES.format(username=username)

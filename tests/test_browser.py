@@ -133,6 +133,8 @@ async def test_duty_officer_watches_a_warning_in_the_browser(
             await expect(page.locator("#latest")).to_contain_text(name)
             await expect(page.locator(f"tr.now-answered:has-text('{name}')")).to_have_count(1)
             await expect(page.locator("#curve path")).to_have_count(1)  # the curve redrawn
+            county_row = page.locator(f"tr[data-r='{COUNTY_CODE}'] .r-count")
+            await expect(county_row).to_have_text("1 / 200")  # and the region table
             await page.screenshot(path=str(ARTIFACTS / "warning-page.png"))
             # drill down: county, then its first township
             await page.locator("a.drill-down").first.click()

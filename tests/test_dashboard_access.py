@@ -286,3 +286,16 @@ async def test_user_add_refuses_what_cannot_work(county: County) -> None:
                 region_code=None,
                 now=county.clock.now(),
             )
+
+
+async def test_guessing_passwords_locks_the_username(county: County) -> None:
+    transport = httpx.ASGITransport(app=create_app(county.runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as anon:
+        token = csrf_of((await anon.get("/login")).text)
+
+        async def attempt(password: str) -> int:
+            data = {"username": "duty", "password": password, "csrf_token": token}
+            return (await anon.post("/login", data=data)).status_code
+
+        assert [await attempt(f"guess{n}") for n in range(10)] == [401] * 10
+        assert await attempt(PASSWORD) == 429  # even the right one, for a while

@@ -134,8 +134,9 @@ async def test_demo_directory_imports(database: Database, tmp_path: Path) -> Non
     assert levels["township"] == 5
     assert 15 <= levels["village"] <= 20
     assert 2 * levels["village"] <= levels["grid"] <= 3 * levels["village"]
-    assert report == ImportReport(len(regions), len(responders), len(speakers))
+    assert report == ImportReport(len(regions), len(responders), len(speakers), 0, len(regions))
     assert "200 responders" in report.summary()
+    assert all(region.geometry for region in regions.values())  # boundaries for the map
 
     county = regions[COUNTY_CODE]
     assert county.name == "青溪县" and county.path == f"/{COUNTY_CODE}/" and county.depth == 0

@@ -53,6 +53,11 @@ async def test_an_answer_reaches_an_open_stream(county: County) -> None:
             assert second["answers"][0]["name"] == "张三"
             assert second["answers"][0]["status"] == "收到"
             assert "<path" not in first["curve"] and "<path" in second["curve"]
+            assert second["regions"]["441799100001"] == {
+                "answered": 1,
+                "calls": first["regions"]["441799100001"]["calls"],
+                "rate": 1 / first["regions"]["441799100001"]["calls"],
+            }
             await stream.aclose()
 
 

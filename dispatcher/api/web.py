@@ -39,7 +39,9 @@ templates.env.globals.update(
 def render_page(
     request: Request, name: str, context: dict[str, Any], status: int = 200
 ) -> HTMLResponse:
-    context = {"access": getattr(request.state, "access", None), **context}
-    if "csrf" not in context and "session" in request.scope:
+    access = getattr(request.state, "access", None)
+    context = {"access": access, **context}
+    # Only logged-in pages and the login form carry a token (answer links set no cookie).
+    if "csrf" not in context and (access is not None or name == "login.html"):
         context["csrf"] = csrf_token(request)
     return templates.TemplateResponse(request, name, context, status_code=status)

@@ -20,6 +20,14 @@
         el.style.width = ((w.rate || 0) * 100).toFixed(1) + "%";
       });
     });
+    Object.keys(data.regions || {}).forEach(function (code) {
+      var r = data.regions[code];
+      document.querySelectorAll('[data-r="' + code + '"]').forEach(function (row) {
+        row.querySelector(".r-rate").textContent = percent(r.rate);
+        row.querySelector(".r-count").textContent = r.answered + " / " + r.calls;
+        row.querySelector(".r-bar").style.width = ((r.rate || 0) * 100).toFixed(1) + "%";
+      });
+    });
     var curve = document.getElementById("curve");
     if (curve && data.curve) { curve.innerHTML = data.curve; }  // server-drawn, escaped SVG
     var feed = document.getElementById("latest");
