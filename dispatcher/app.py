@@ -24,7 +24,7 @@ from dispatcher.api import (
     warnings,
 )
 from dispatcher.api.session import install_sessions
-from dispatcher.api.web import STATIC_DIR
+from dispatcher.api.web import STATIC_DIR, install_error_pages
 from dispatcher.runtime import Runtime
 
 ROUTERS = (
@@ -50,6 +50,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="Jiaoying 叫应", version="0.1.0")
     app.state.runtime = runtime
     install_sessions(app, runtime.settings)
+    install_error_pages(app)
     for module in ROUTERS:
         app.include_router(module.router)
     app.include_router(warnings.schema_router)

@@ -152,6 +152,8 @@ async def test_a_township_supervisor_sees_only_their_township(county: County) ->
         )
         assert book.sheetnames == ["calls", "attempts", "answers", "tasks"]
         assert book["calls"].max_row == 3  # header + two people
+        report = (await client.get(f"/warnings/{everywhere}/report")).text
+        assert "吴九" in report and "张三" not in report and "收到预警" in report
         people = (await client.get("/directory/responders")).text
         assert "吴九" in people and "张三" not in people
         assert "城关镇" not in (await client.get("/directory/regions")).text
@@ -183,6 +185,11 @@ async def test_a_township_supervisor_sees_only_their_township(county: County) ->
         ]:
             assert (await client.get(url)).status_code == 404, url
         assert "河口" not in (await client.get("/dashboard")).text
+        # a browser gets the refusal as a page, an API client as JSON
+        page = await client.get(f"/warnings/{hekou}", headers={"Accept": "text/html"})
+        assert page.status_code == 404 and "不在您负责的区域内" in page.text
+        api = await client.get(f"/api/v1/warnings/{hekou}", headers={"Accept": "text/html"})
+        assert api.json() == {"detail": f"no warning {hekou}"}
         # a region code that does not exist reads the same as one out of scope
         assert (await client.get(f"/warnings/{everywhere}?region=999")).status_code == 404
 
