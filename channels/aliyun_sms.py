@@ -36,12 +36,11 @@ from channels.base import (
     CallbackRequest,
     CallbackResponse,
     Channel,
-    DeliverCallback,
     DeliveryReport,
-    DirectReply,
     Event,
     InboundText,
     Message,
+    PostedCallbacks,
     ProviderContext,
     ProviderFlags,
     SendError,
@@ -56,7 +55,7 @@ def message_id(biz_id: str, number: str) -> str:
     return f"{biz_id}:{number_key(number)}"
 
 
-class AliyunSmsProvider:
+class AliyunSmsProvider(PostedCallbacks):
     def __init__(self, settings: Mapping[str, Any], context: ProviderContext) -> None:
         self.name = "aliyun"
         self.channel = Channel.SMS
@@ -112,15 +111,6 @@ class AliyunSmsProvider:
 
     def callback_response(self, reply: CallbackReply | None = None) -> CallbackResponse:
         return accepted()
-
-    async def listen(self, deliver: DeliverCallback) -> None:
-        raise NotImplementedError("Aliyun pushes its callbacks over HTTP")
-
-    async def confirm_answer(self, reply: DirectReply, label: str) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
 
 def _reply(item: dict[str, Any]) -> InboundText:

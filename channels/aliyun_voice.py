@@ -25,11 +25,11 @@ from channels.base import (
     CallbackRequest,
     CallbackResponse,
     Channel,
-    DeliverCallback,
     DeliveryReport,
     DirectReply,
     Event,
     Message,
+    PostedCallbacks,
     ProviderContext,
     ProviderFlags,
     SendError,
@@ -56,7 +56,7 @@ KEYPRESS_STATUS = "300000"
 MAX_TEXT = 500
 
 
-class AliyunVoiceProvider:
+class AliyunVoiceProvider(PostedCallbacks):
     def __init__(self, settings: Mapping[str, Any], context: ProviderContext) -> None:
         self.name = "aliyun"
         self.channel = Channel.VOICE
@@ -116,15 +116,6 @@ class AliyunVoiceProvider:
 
     def callback_response(self, reply: CallbackReply | None = None) -> CallbackResponse:
         return accepted()
-
-    async def listen(self, deliver: DeliverCallback) -> None:
-        raise NotImplementedError("Aliyun pushes its callbacks over HTTP")
-
-    async def confirm_answer(self, reply: DirectReply, label: str) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
 
 def _report(call_id: str, status: str, item: dict[str, Any]) -> DeliveryReport:

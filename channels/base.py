@@ -235,6 +235,21 @@ class ProviderContext:
     schedule_callback: ScheduleCallback
 
 
+class PostedCallbacks:
+    """Defaults for a provider whose vendor posts its callbacks over HTTP: nothing to
+    listen to, no answer to confirm in place, nothing of its own to close. A provider
+    inherits it and overrides only what it does differently."""
+
+    async def listen(self, deliver: DeliverCallback) -> None:
+        raise NotImplementedError(f"{type(self).__name__} receives its callbacks over HTTP")
+
+    async def confirm_answer(self, reply: DirectReply, label: str) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
 class Provider(Protocol):
     name: str
     channel: Channel

@@ -25,11 +25,10 @@ from channels.base import (
     CallbackRequest,
     CallbackResponse,
     Channel,
-    DeliverCallback,
-    DirectReply,
     Event,
     Message,
     PlaybackReport,
+    PostedCallbacks,
     ProviderContext,
     ProviderFlags,
     SendError,
@@ -45,7 +44,7 @@ def sign_report(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-class HttpSpeakerProvider:
+class HttpSpeakerProvider(PostedCallbacks):
     def __init__(self, settings: Mapping[str, Any], context: ProviderContext) -> None:
         self.name = "speaker_http"
         self.channel = Channel.SPEAKER
@@ -106,15 +105,6 @@ class HttpSpeakerProvider:
 
     def callback_response(self, reply: CallbackReply | None = None) -> CallbackResponse:
         return CallbackResponse(content_type="application/json", body='{"result":"ok"}')
-
-    async def listen(self, deliver: DeliverCallback) -> None:
-        raise NotImplementedError("the platform posts its reports over HTTP")
-
-    async def confirm_answer(self, reply: DirectReply, label: str) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
 
 def parse_report(body: bytes) -> PlaybackReport:

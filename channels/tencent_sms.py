@@ -40,12 +40,11 @@ from channels.base import (
     CallbackRequest,
     CallbackResponse,
     Channel,
-    DeliverCallback,
     DeliveryReport,
-    DirectReply,
     Event,
     InboundText,
     Message,
+    PostedCallbacks,
     ProviderContext,
     ProviderFlags,
     SendError,
@@ -105,7 +104,7 @@ def tc3_authorization(
     )
 
 
-class TencentSmsProvider:
+class TencentSmsProvider(PostedCallbacks):
     def __init__(self, settings: Mapping[str, Any], context: ProviderContext) -> None:
         self.name = "tencent"
         self.channel = Channel.SMS
@@ -207,15 +206,6 @@ class TencentSmsProvider:
         return CallbackResponse(
             content_type="application/json", body=json.dumps({"result": 0, "errmsg": "OK"})
         )
-
-    async def listen(self, deliver: DeliverCallback) -> None:
-        raise NotImplementedError("Tencent posts its callbacks over HTTP")
-
-    async def confirm_answer(self, reply: DirectReply, label: str) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
 
 def classify(code: str, message: str) -> SendError:

@@ -19,12 +19,11 @@ from channels.base import (
     CallbackRequest,
     CallbackResponse,
     Channel,
-    DeliverCallback,
     DeliveryReport,
-    DirectReply,
     Event,
     InboundText,
     Message,
+    PostedCallbacks,
     ProviderContext,
     ProviderFlags,
     SendError,
@@ -53,7 +52,7 @@ STATUSES = {
 }
 
 
-class TwilioSmsProvider:
+class TwilioSmsProvider(PostedCallbacks):
     def __init__(self, settings: Mapping[str, Any], context: ProviderContext) -> None:
         self.name = "twilio"
         self.channel = Channel.SMS
@@ -114,12 +113,3 @@ class TwilioSmsProvider:
     def callback_response(self, reply: CallbackReply | None = None) -> CallbackResponse:
         # Replies go out as messages of their own; the webhook answers with empty TwiML.
         return twiml_response()
-
-    async def listen(self, deliver: DeliverCallback) -> None:
-        raise NotImplementedError("Twilio posts its callbacks over HTTP")
-
-    async def confirm_answer(self, reply: DirectReply, label: str) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None

@@ -22,11 +22,11 @@ from channels.base import (
     CallbackRequest,
     CallbackResponse,
     Channel,
-    DeliverCallback,
     DeliveryReport,
     DirectReply,
     Event,
     Message,
+    PostedCallbacks,
     ProviderContext,
     ProviderFlags,
     SendError,
@@ -47,7 +47,7 @@ FAILED_STATUSES = {"failed", "canceled"}
 PENDING_STATUSES = {"queued", "initiated", "ringing", "in-progress"}
 
 
-class TwilioVoiceProvider:
+class TwilioVoiceProvider(PostedCallbacks):
     def __init__(self, settings: Mapping[str, Any], context: ProviderContext) -> None:
         self.name = "twilio"
         self.channel = Channel.VOICE
@@ -144,12 +144,3 @@ class TwilioVoiceProvider:
             response.append(self._gather(reply.replay, 1))
         response.hangup()
         return twiml_response(str(response))
-
-    async def listen(self, deliver: DeliverCallback) -> None:
-        raise NotImplementedError("Twilio posts its callbacks over HTTP")
-
-    async def confirm_answer(self, reply: DirectReply, label: str) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None

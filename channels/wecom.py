@@ -35,11 +35,11 @@ from channels.base import (
     CallbackRequest,
     CallbackResponse,
     Channel,
-    DeliverCallback,
     DirectReply,
     Event,
     Handshake,
     Message,
+    PostedCallbacks,
     ProviderContext,
     ProviderFlags,
     SendError,
@@ -56,7 +56,7 @@ BUTTONS = (("收到", 1, "received"), ("求助", 2, "help"), ("已部署", 3, "o
 _TASK_ID_UNSAFE = re.compile(r"[^0-9A-Za-z_\-@]")
 
 
-class WeComProvider:
+class WeComProvider(PostedCallbacks):
     def __init__(self, settings: Mapping[str, Any], context: ProviderContext) -> None:
         self.name = "wecom"
         self.channel = Channel.WECHAT
@@ -221,12 +221,6 @@ class WeComProvider:
     def callback_response(self, reply: CallbackReply | None = None) -> CallbackResponse:
         # An empty answer tells WeCom the event was taken (no passive reply).
         return CallbackResponse(body="")
-
-    async def listen(self, deliver: DeliverCallback) -> None:
-        raise NotImplementedError("WeCom posts its callbacks over HTTP")
-
-    async def aclose(self) -> None:
-        return None
 
 
 def _clip(text: str, limit: int) -> str:
