@@ -44,6 +44,7 @@ class SimulatedBehaviour:
     min_delay_s: float = 1.0
     max_delay_s: float = 30.0
     seed: int = 1
+    delivery_receipts: bool = True
 
 
 def _unit(*parts: object) -> float:
@@ -121,18 +122,21 @@ class SimulatedProvider:
             return [(form, receipt_delay)]
 
         events: list[tuple[dict[str, str], float]] = []
+        receipts = behaviour.delivery_receipts
         if self.channel is Channel.VOICE:
             if persona.answers and message.expects_answer:
                 digit = "2" if persona.needs_help else "1"
                 events.append(({"CallSid": provider_id, "Digits": digit}, persona.delay_s))
-                events.append(
-                    ({"CallSid": provider_id, "CallStatus": "completed"}, persona.delay_s)
-                )
-            else:
+                if receipts:
+                    events.append(
+                        ({"CallSid": provider_id, "CallStatus": "completed"}, persona.delay_s)
+                    )
+            elif receipts:
                 events.append(({"CallSid": provider_id, "CallStatus": "no-answer"}, receipt_delay))
             return events
 
-        events.append(({id_field: provider_id, status_field: "delivered"}, receipt_delay))
+        if receipts:
+            events.append(({id_field: provider_id, status_field: "delivered"}, receipt_delay))
         if persona.answers and message.expects_answer:
             if self.channel is Channel.SMS:
                 text = "2 需要支援" if persona.needs_help else "1"

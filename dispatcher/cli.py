@@ -1,4 +1,4 @@
-"""The `jiaoying` command: serve, worker, db upgrade, import, user add, demo."""
+"""The `jiaoying` command: serve, worker, db upgrade, import, user add, demo, bench."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import uvicorn
 
 from dispatcher.app import create_app
+from dispatcher.bench_cli import add_bench_parser, run_bench_command
 from dispatcher.clock import Clock, SystemClock
 from dispatcher.config import ConfigError, Settings, load_settings
 from dispatcher.db import Database
@@ -178,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--speed", type=float, default=10.0, help="demo clock speed (default 10x)")
     demo.add_argument("--port", type=int, default=None)
     demo.add_argument("--until-done", action="store_true", help="exit when the ladder is done")
+    add_bench_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        return run_bench_command(args)
 
     try:
         settings = load_settings(args.config)

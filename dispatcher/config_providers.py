@@ -58,6 +58,9 @@ class SimulatedProviderSettings(Section):
     min_delay_s: float = Field(1.0, ge=0)
     max_delay_s: float = Field(30.0, ge=0)
     seed: int = 1
+    # Off: only answers call back, no delivery receipts (the benchmark's zero-latency
+    # mode, where a receipt per message would double the callbacks measured).
+    delivery_receipts: bool = True
 
     @model_validator(mode="after")
     def _delays_in_order(self) -> SimulatedProviderSettings:

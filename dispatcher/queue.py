@@ -5,7 +5,10 @@ With `[redis] url` empty, `open_redis` starts a private redis-server through the
 for the life of the process; another Jiaoying process pointed at the same data dir joins
 the same server. Job ids are derived from database ids (`attempt:<id>`,
 `broadcast:<id>`), so enqueueing something already queued is a no-op, which is what lets
-the sweep re-enqueue freely.
+the sweep re-enqueue freely. Many attempts at once (a warning's fan-out) travel as jobs
+of up to `SEND_BATCH` attempt ids (`attempts:<first id>-<last id>:<count>`): a job per
+message would make arq's own bookkeeping the slow part. Each attempt in a batch is still
+claimed on its own, so an attempt in a batch and in a job of its own is sent once.
 """
 
 from __future__ import annotations
@@ -24,12 +27,18 @@ log = logging.getLogger(__name__)
 
 QUEUE_NAME = "jiaoying:queue"
 SEND_ATTEMPT = "send_attempt"
+SEND_ATTEMPTS = "send_attempts"
+SEND_BATCH = 100
 SEND_BROADCAST = "send_broadcast"
 DELIVER_CALLBACK = "deliver_callback"
 
 
 def attempt_job_id(attempt_id: int) -> str:
     return f"attempt:{attempt_id}"
+
+
+def batch_job_id(attempt_ids: list[int]) -> str:
+    return f"attempts:{attempt_ids[0]}-{attempt_ids[-1]}:{len(attempt_ids)}"
 
 
 def broadcast_job_id(broadcast_id: int) -> str:
@@ -87,13 +96,19 @@ class Queue:
         return cls(pool)
 
     async def enqueue_attempts(self, attempt_ids: Iterable[int]) -> int:
-        """Enqueue a send job per attempt; returns how many were not already queued."""
+        """Enqueue send jobs for these attempts, up to `SEND_BATCH` a job; returns how
+        many attempts were not already queued in a job of the same id."""
+        ids = sorted(set(attempt_ids))
         added = 0
-        for attempt_id in attempt_ids:
-            job = await self.pool.enqueue_job(
-                SEND_ATTEMPT, attempt_id, _job_id=attempt_job_id(attempt_id)
-            )
-            added += job is not None
+        for start in range(0, len(ids), SEND_BATCH):
+            batch = ids[start : start + SEND_BATCH]
+            if len(batch) == 1:
+                job = await self.pool.enqueue_job(
+                    SEND_ATTEMPT, batch[0], _job_id=attempt_job_id(batch[0])
+                )
+            else:
+                job = await self.pool.enqueue_job(SEND_ATTEMPTS, batch, _job_id=batch_job_id(batch))
+            added += len(batch) if job is not None else 0
         return added
 
     async def enqueue_attempt(self, attempt_id: int, defer_s: float = 0) -> bool:

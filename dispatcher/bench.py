@@ -1,0 +1,378 @@
+"""`jiaoying bench`: how fast a warning reaches everyone, measured against the limits.
+
+One run, in one process: build a synthetic directory of N responders
+(`dispatcher.bench_world`), measure the machine's ceilings on the same back ends
+(`dispatcher.bench_limits`), start K arq workers with zero-latency simulated providers
+(a share of the recipients answers at once, no delivery receipts), post one signed red
+warning covering everyone to the webhook, and time, in order:
+
+1. the webhook to its 202 (`ingest_ms`), then to the first, median and last send handed
+   to a provider (`first_send_ms`, `p50_send_ms`, `all_sent_s`, `sends_per_s`);
+2. one escalation sweep with the clock moved past the answer deadline (`sweep_ms`), over
+   every call still silent (`sweep_calls`), whose "call again" sends the workers then make;
+3. a burst of N inbound SMS replies, one from each responder, posted to the inbound route
+   (`answers_per_s`);
+4. `GET /api/v1/warnings/{id}` and the dashboard page at N calls (`summary_ms`).
+
+The last line of output is the JSON report; with a terminal, a progress bar goes to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+from arq import Worker
+from sqlalchemy import func, select
+
+from dispatcher.app import create_app
+from dispatcher.bench_limits import arq_noop_rate, insert_rate
+from dispatcher.bench_world import build_directory, clear_bench_data, phone_of, red_warning
+from dispatcher.config import Settings, settings_from_dict
+from dispatcher.escalation import sweep
+from dispatcher.models import Attempt, Call
+from dispatcher.runtime import Runtime, open_runtime
+from dispatcher.security import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_body
+from dispatcher.vocabulary import AttemptStatus
+from dispatcher.worker import build_worker
+
+CHANNELS = ("sms", "wechat", "voice")
+IN_FLIGHT = (AttemptStatus.QUEUED, AttemptStatus.SENDING)
+BURST_CONCURRENCY = 32
+
+
+@dataclass
+class BenchOptions:
+    responders: int = 1000
+    channels: list[str] = field(default_factory=lambda: list(CHANNELS))
+    database: str = ""  # empty: a fresh SQLite file in a scratch directory
+    redis: str = ""  # empty: an embedded redis-server
+    workers: int = 2
+    answer_share: float = 0.5
+    data_dir: Path | None = None
+    quiet: bool = False  # no progress bar even on a terminal
+
+
+class OffsetClock:
+    """The system clock, which the bench can move forward to make calls due."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def real_delay(self, seconds: float) -> float:
+        return max(0.0, seconds)
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+class Progress:
+    """A one-line progress bar on a terminal; silent otherwise."""
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.label = ""
+        self.total = 1
+
+    def phase(self, label: str, total: int) -> None:
+        self.label, self.total = label, max(1, total)
+        self.update(0)
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        share = min(1.0, done / self.total)
+        bar = "#" * int(share * 30)
+        self.stream.write(f"\r{self.label:<12} [{bar:<30}] {done:>8}/{self.total:<8}")
+        if done >= self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def bench_settings(options: BenchOptions, data_dir: Path, secret: str) -> Settings:
+    database = options.database or f"sqlite+aiosqlite:///{data_dir / 'bench.db'}"
+    settings = settings_from_dict(
+        {
+            "app": {"data_dir": str(data_dir), "public_base_url": "http://bench"},
+            "database": {"url": database},
+            "redis": {"url": options.redis},
+            "senders": [{"name": "bench", "secret": secret}],
+            # one sweep over every due call, however many
+            "worker": {"sweep_batch": max(500, options.responders)},
+            "providers": {
+                "simulated": {
+                    "delivery_rate": 1.0,
+                    "answer_rate": options.answer_share,
+                    "help_rate": 0.0,
+                    "min_delay_s": 0,
+                    "max_delay_s": 0,
+                    "delivery_receipts": False,
+                }
+            },
+        },
+        env={},
+    )
+    red = settings.policies["red"].model_copy(update={"channels": list(options.channels)})
+    return settings.model_copy(update={"policies": {**settings.policies, "red": red}})
+
+
+async def _wait_idle(runtime: Runtime, workers: list[Worker]) -> None:
+    """Until the queue is empty and no worker runs a job, twice in a row."""
+    calm = 0
+    while calm < 2:
+        busy = await runtime.queue.depth() + sum(len(w.tasks) for w in workers)
+        calm = calm + 1 if busy == 0 else 0
+        await asyncio.sleep(0.05)
+
+
+async def _in_flight(runtime: Runtime, warning_id: int) -> tuple[int, int]:
+    """(attempts not yet handed to a provider, all attempts) of the warning."""
+    async with runtime.db.sessions() as session:
+        waiting, total = (
+            await session.execute(
+                select(func.count().filter(Attempt.status.in_(IN_FLIGHT)), func.count()).where(
+                    Attempt.warning_id == warning_id
+                )
+            )
+        ).one()
+    return int(waiting), int(total)
+
+
+async def _wait_sent(
+    runtime: Runtime, warning_id: int, workers: list[Worker], progress: Progress
+) -> None:
+    waiting, total = await _in_flight(runtime, warning_id)
+    progress.phase("sending", total)
+    while waiting:
+        if any(task.done() for task in _worker_tasks(workers)):
+            raise RuntimeError("a worker stopped during the benchmark")
+        await asyncio.sleep(0.1)
+        waiting, total = await _in_flight(runtime, warning_id)
+        progress.total = max(1, total)
+        progress.update(total - waiting)
+    progress.update(progress.total)
+
+
+def _worker_tasks(workers: list[Worker]) -> list[asyncio.Task[Any]]:
+    return [w.main_task for w in workers if w.main_task is not None]
+
+
+async def _send_times(
+    runtime: Runtime, warning_id: int, start: datetime
+) -> tuple[float, float, float, int]:
+    """(first, median, last) ms from `start` of the warning's sends, and how many."""
+    async with runtime.db.sessions() as session:
+        sent = select(Attempt.sent_at).where(
+            Attempt.warning_id == warning_id, Attempt.sent_at.is_not(None)
+        )
+        count = int(await session.scalar(select(func.count()).select_from(sent.subquery())) or 0)
+        first = await session.scalar(sent.order_by(Attempt.sent_at).limit(1))
+        median = await session.scalar(sent.order_by(Attempt.sent_at).offset(count // 2).limit(1))
+        last = await session.scalar(sent.order_by(Attempt.sent_at.desc()).limit(1))
+    if count == 0 or first is None or median is None or last is None:
+        raise RuntimeError("nothing was sent")
+
+    def ms(moment: datetime) -> float:
+        return round((moment - start).total_seconds() * 1000, 1)
+
+    return ms(first), ms(median), ms(last), count
+
+
+async def _burst(client: httpx.AsyncClient, responders: int, progress: Progress) -> float:
+    """Seconds for N inbound SMS replies, one per responder, some in parallel."""
+    progress.phase("answers", responders)
+    next_index = 0
+    done = 0
+
+    async def poster() -> None:
+        nonlocal next_index, done
+        while next_index < responders:
+            index = next_index
+            next_index += 1
+            response = await client.post(
+                "/hooks/sms/inbound", data={"From": phone_of(index), "Body": "1"}
+            )
+            if response.status_code >= 400:
+                raise RuntimeError(f"inbound reply refused: {response.status_code} {response.text}")
+            done += 1
+            if done % 200 == 0:
+                progress.update(done)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(poster() for _ in range(BURST_CONCURRENCY)))
+    elapsed = time.perf_counter() - started
+    progress.update(responders)
+    return elapsed
+
+
+async def _timed_get(client: httpx.AsyncClient, url: str) -> float:
+    """Median ms of three GETs after one to warm up."""
+    timings = []
+    for round_ in range(4):
+        started = time.perf_counter()
+        response = await client.get(url)
+        response.raise_for_status()
+        if round_:
+            timings.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(timings), 1)
+
+
+async def _call_states(runtime: Runtime, warning_id: int) -> dict[str, int]:
+    async with runtime.db.sessions() as session:
+        rows = await session.execute(
+            select(Call.state, func.count())
+            .where(Call.warning_id == warning_id)
+            .group_by(Call.state)
+        )
+        return {str(state): int(count) for state, count in rows.all()}
+
+
+async def run_bench(options: BenchOptions, progress_stream: TextIO = sys.stderr) -> dict[str, Any]:
+    """Run the benchmark; returns the report (what `jiaoying bench` prints as JSON)."""
+    data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="jiaoying-bench-"))
+    secret = secrets.token_hex(16)
+    settings = bench_settings(options, data_dir, secret)
+    clock = OffsetClock()
+    progress = Progress(progress_stream, progress_stream.isatty() and not options.quiet)
+    n = options.responders
+    runtime = await open_runtime(settings, clock=clock)
+    workers: list[Worker] = []
+    report: dict[str, Any] = {
+        "responders": n,
+        "channels": list(options.channels),
+        "workers": options.workers,
+        "answer_share": options.answer_share,
+        "database": "postgresql" if not runtime.db.is_sqlite else "sqlite",
+        "redis": "server" if options.redis else "embedded",
+    }
+    try:
+        await clear_bench_data(runtime.db)
+        progress.phase("directory", n)
+        report["regions"] = await build_directory(runtime.db, n, progress.update)
+
+        progress.phase("raw INSERT", n)
+        report["insert_rows_per_s"] = await insert_rate(runtime.db, n)
+        progress.update(n)
+        progress.phase("raw arq", n)
+        report.update(await arq_noop_rate(runtime.queue, n, options.workers, progress.update))
+        progress.update(n)
+
+        workers = [build_worker(runtime, with_cron=False) for _ in range(options.workers)]
+        for worker in workers:
+            worker.main_task = asyncio.create_task(worker.main())
+        transport = httpx.ASGITransport(app=create_app(runtime))
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            await _measure(runtime, client, clock, workers, progress, report)
+    finally:
+        await _stop(workers)
+        await runtime.aclose()
+    report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return report
+
+
+async def _stop(workers: list[Worker]) -> None:
+    # Not Worker.close(): that closes the Redis pool, which the runtime shares.
+    for task in _worker_tasks(workers):
+        task.cancel()
+    await asyncio.gather(*_worker_tasks(workers), return_exceptions=True)
+    await asyncio.gather(*(t for w in workers for t in w.tasks.values()), return_exceptions=True)
+
+
+async def _measure(
+    runtime: Runtime,
+    client: httpx.AsyncClient,
+    clock: OffsetClock,
+    workers: list[Worker],
+    progress: Progress,
+    report: dict[str, Any],
+) -> None:
+    n = report["responders"]
+    start = clock.now()
+    body = red_warning(f"BENCH-{start:%Y%m%d%H%M%S}-{secrets.token_hex(3)}", start)
+    timestamp = str(int(start.timestamp()))
+    headers = {
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: sign_body(runtime.settings.effective_senders[0].secret, timestamp, body),
+        "Content-Type": "application/cap+xml",
+    }
+    started = time.perf_counter()
+    response = await client.post("/api/v1/warnings", content=body, headers=headers)
+    report["ingest_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    if response.status_code != 202:
+        raise RuntimeError(f"the webhook refused the warning: {response.text}")
+    warning_id = int(response.json()["id"])
+    report["calls"] = int(response.json()["calls"])
+
+    await _wait_sent(runtime, warning_id, workers, progress)
+    first, median, last, sends = await _send_times(runtime, warning_id, start)
+    report.update(
+        messages=sends,
+        first_send_ms=first,
+        p50_send_ms=median,
+        all_sent_s=round(last / 1000, 3),
+        sends_per_s=round(sends / max(last / 1000, 1e-9), 1),
+    )
+    report["sends_vs_arq_noop"] = round(report["sends_per_s"] / report["arq_noop_jobs_per_s"], 3)
+    report["sends_vs_insert"] = round(report["sends_per_s"] / report["insert_rows_per_s"], 3)
+    await _wait_idle(runtime, workers)
+    report["answered_by_simulation"] = (await _call_states(runtime, warning_id)).get("answered", 0)
+
+    policy = runtime.settings.policy_for("red")
+    clock.advance(policy.ladder[0].at_min * 60 + 1)
+    started = time.perf_counter()
+    swept = await sweep(runtime)
+    report["sweep_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    report["sweep_calls"] = swept.steps
+    await _wait_sent(runtime, warning_id, workers, progress)
+    await _wait_idle(runtime, workers)
+
+    elapsed = await _burst(client, n, progress)
+    report["answers_per_s"] = round(n / max(elapsed, 1e-9), 1)
+    await _wait_idle(runtime, workers)
+
+    report["summary_api_ms"] = await _timed_get(client, f"/api/v1/warnings/{warning_id}")
+    report["summary_page_ms"] = await _timed_get(client, "/dashboard")
+    report["summary_ms"] = max(report["summary_api_ms"], report["summary_page_ms"])
+    report["call_states"] = await _call_states(runtime, warning_id)
+
+
+def print_report(
+    report: dict[str, Any], out: TextIO | None = None, *, json_only: bool = False
+) -> None:
+    """A readable block (unless `json_only`), then the JSON report as the last line."""
+    out = out or sys.stdout
+    for key in (
+        ()
+        if json_only
+        else (
+            "ingest_ms",
+            "first_send_ms",
+            "p50_send_ms",
+            "all_sent_s",
+            "sends_per_s",
+            "answers_per_s",
+            "sweep_ms",
+            "summary_ms",
+            "arq_noop_jobs_per_s",
+            "insert_rows_per_s",
+            "peak_rss_mb",
+        )
+    ):
+        out.write(f"{key:>22}: {report.get(key)}\n")
+    out.write(json.dumps(report, ensure_ascii=False, sort_keys=True) + "\n")
+    out.flush()
