@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.codes import pick_code
@@ -27,6 +27,7 @@ from dispatcher.targeting import Target
 from dispatcher.vocabulary import AttemptPurpose, AttemptStatus, BroadcastStatus, CallState
 
 CONTACT_KIND = {"sms": "phone", "voice": "phone", "wechat": "wecom"}
+FANOUT_BATCH = 5000
 
 
 @dataclass
@@ -192,6 +193,27 @@ async def assign_codes(session: AsyncSession, calls: Sequence[Call]) -> None:
         taken[call.responder_id].add(code)
 
 
+async def _taken_codes(
+    session: AsyncSession, warning_id: int, responder_ids: list[int]
+) -> dict[int, set[str]]:
+    """responder id -> codes of their calls of other live warnings."""
+    taken: dict[int, set[str]] = defaultdict(set)
+    for start in range(0, len(responder_ids), 500):
+        rows = await session.execute(
+            select(Call.responder_id, Call.code)
+            .join(Warning, Warning.id == Call.warning_id)
+            .where(
+                Call.responder_id.in_(responder_ids[start : start + 500]),
+                Warning.state == "active",
+                Call.warning_id != warning_id,
+                Call.code.is_not(None),
+            )
+        )
+        for responder_id, code in rows:
+            taken[responder_id].add(code or "")
+    return taken
+
+
 async def create_calls(
     session: AsyncSession,
     *,
@@ -201,38 +223,79 @@ async def create_calls(
     now: datetime,
     quiet: QuietHoursSettings | None = None,
 ) -> FanoutResult:
+    """Bulk Core inserts, a batch at a time: a red warning may cover 100,000 people, and
+    an ORM object per row would make the webhook slower than the providers."""
     result = FanoutResult()
     # A low-level warning at night waits for the morning when configured (never red/orange).
     send_at = defer(quiet, warning.level, now) if quiet is not None else now
-    calls = [
-        Call(
-            warning_id=warning.id,
-            responder_id=responder_id,
-            region_id=region_id,
-            state=CallState.PENDING,
-            started_at=now,
-            next_step_at=None,
+    targeted = sorted(target.responders.items())
+    for start in range(0, len(targeted), FANOUT_BATCH):
+        batch = targeted[start : start + FANOUT_BATCH]
+        responder_ids = [responder_id for responder_id, _ in batch]
+        taken = await _taken_codes(session, warning.id, responder_ids)
+        inserted = await session.execute(
+            insert(Call).returning(Call.id, Call.responder_id, sort_by_parameter_order=True),
+            [
+                {
+                    "warning_id": warning.id,
+                    "responder_id": responder_id,
+                    "region_id": region_id,
+                    "state": CallState.PENDING,
+                    "origin": "duty",
+                    "escalation_step": 0,
+                    "started_at": now,
+                    "next_step_at": None,
+                }
+                for responder_id, region_id in batch
+            ],
         )
-        for responder_id, region_id in sorted(target.responders.items())
-    ]
-    session.add_all(calls)
-    await session.flush()
-    await assign_codes(session, calls)
-    addresses = await first_addresses(session, [c.responder_id for c in calls])
-    attempts = []
-    for call in calls:
-        contacts = addresses.get(call.responder_id, {})
-        attempts += call_attempts(call, contacts, policy.channels, send_at)
+        calls = [(call_id, responder_id) for call_id, responder_id in inserted]
+        await session.execute(
+            update(Call),
+            [
+                {"id": call_id, "code": pick_code(call_id, taken[responder_id])}
+                for call_id, responder_id in calls
+            ],
+        )
+        addresses = await first_addresses(session, responder_ids)
+        rows = [
+            _attempt_row(warning.id, call_id, responder_id, channel, address, send_at)
+            for call_id, responder_id in calls
+            for channel in policy.channels
+            if (address := addresses.get(responder_id, {}).get(CONTACT_KIND[channel]))
+        ]
+        if rows:
+            attempt_ids = await session.scalars(
+                insert(Attempt).returning(Attempt.id, sort_by_parameter_order=True), rows
+            )
+            result.attempt_ids += list(attempt_ids)
+        result.call_ids += [call_id for call_id, _ in calls]
     broadcasts = [
         Broadcast(
             warning_id=warning.id, speaker_id=sid, status=BroadcastStatus.QUEUED, due_at=send_at
         )
         for sid in target.speakers
     ]
-    session.add_all(attempts)
     session.add_all(broadcasts)
     await session.flush()
-    result.call_ids = [c.id for c in calls]
-    result.attempt_ids = [a.id for a in attempts]
     result.broadcast_ids = [b.id for b in broadcasts]
     return result
+
+
+def _attempt_row(
+    warning_id: int, call_id: int, responder_id: int, channel: str, address: str, at: datetime
+) -> dict[str, object]:
+    """The first attempt of a call on one channel, as `new_attempt` would make it."""
+    return {
+        "warning_id": warning_id,
+        "call_id": call_id,
+        "responder_id": responder_id,
+        "purpose": AttemptPurpose.CALL,
+        "channel": channel,
+        "address": address,
+        "body": None,
+        "status": AttemptStatus.QUEUED,
+        "try_number": 1,
+        "due_at": at,
+        "updated_at": at,
+    }
