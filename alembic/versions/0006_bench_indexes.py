@@ -1,7 +1,7 @@
 """indexes for a warning of 100,000 calls: region subtree prefix match on PostgreSQL
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-29 10:00:00.000000
 
 `regions.path LIKE '/a/b/%'` (a subtree) can use a plain b-tree index on SQLite and under
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
