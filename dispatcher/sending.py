@@ -24,6 +24,9 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from channels.base import Channel, Message, Provider, SendError
 from dispatcher.audit import record
 from dispatcher.circuit import OPEN
@@ -77,42 +80,74 @@ async def _claim_attempt(runtime: Runtime, attempt_id: int) -> Claim | None:
     now = runtime.clock.now()
     async with runtime.db.transaction() as session:
         attempt = await session.get(Attempt, attempt_id, with_for_update=True)
-        if (
-            attempt is None
-            or attempt.status != AttemptStatus.QUEUED
-            or attempt.due_at > now + EARLY
-        ):
+        if attempt is None:
             return None
         call = await session.get(Call, attempt.call_id) if attempt.call_id else None
-        if attempt.purpose == AttemptPurpose.CALL and (
-            call is None or call.state not in ANSWERABLE_CALL_STATES or call.answered_at
-        ):
-            attempt.status, attempt.updated_at = AttemptStatus.SKIPPED, now
-            return None
-        claim = Claim(
-            attempt_id=attempt.id,
-            channel=attempt.channel,
-            address=attempt.address,
-            purpose=attempt.purpose,
-            try_number=attempt.try_number,
-            responder_id=attempt.responder_id,
-            call_id=attempt.call_id,
-            body=attempt.body,
-            reserved_provider=attempt.provider,
-            slot_at=attempt.slot_at,
-            skip=set(filter(None, (attempt.skip_providers or "").split(","))),
-        )
-        if call is not None and attempt.purpose == AttemptPurpose.CALL:
-            claim.warning = await session.get(Warning, call.warning_id)
-            assert claim.warning is not None
-            policy = runtime.settings.policy_for(claim.warning.level)
-            claim.minutes = int(policy.answer_within_min)
-            claim.code = call.code
-            claim.template = call_template(attempt.channel, call.previous_call_id)
-            if call.state == CallState.PENDING:
-                call.state = CallState.CALLING
-        attempt.status, attempt.updated_at = AttemptStatus.SENDING, now
-        return claim
+        return await _claim_loaded(runtime, session, attempt, call, now)
+
+
+async def claim_attempts(runtime: Runtime, attempt_ids: list[int]) -> list[Claim]:
+    """Claim a batch of attempts in one transaction (locked in id order); those not due,
+    gone or no longer needed are left out, as `send_attempt` would skip them."""
+    now = runtime.clock.now()
+    claims: list[Claim] = []
+    async with runtime.db.transaction() as session:
+        attempts = (
+            await session.scalars(
+                select(Attempt)
+                .where(Attempt.id.in_(attempt_ids))
+                .order_by(Attempt.id)
+                .with_for_update()
+            )
+        ).all()
+        call_ids = {a.call_id for a in attempts if a.call_id is not None}
+        calls = {
+            call.id: call
+            for call in await session.scalars(select(Call).where(Call.id.in_(call_ids)))
+        }
+        for attempt in attempts:
+            call = calls.get(attempt.call_id) if attempt.call_id else None
+            claim = await _claim_loaded(runtime, session, attempt, call, now)
+            if claim is not None:
+                claims.append(claim)
+    return claims
+
+
+async def _claim_loaded(
+    runtime: Runtime, session: AsyncSession, attempt: Attempt, call: Call | None, now: datetime
+) -> Claim | None:
+    """Mark a locked, queued, due attempt `sending` and say what its send needs."""
+    if attempt.status != AttemptStatus.QUEUED or attempt.due_at > now + EARLY:
+        return None
+    if attempt.purpose == AttemptPurpose.CALL and (
+        call is None or call.state not in ANSWERABLE_CALL_STATES or call.answered_at
+    ):
+        attempt.status, attempt.updated_at = AttemptStatus.SKIPPED, now
+        return None
+    claim = Claim(
+        attempt_id=attempt.id,
+        channel=attempt.channel,
+        address=attempt.address,
+        purpose=attempt.purpose,
+        try_number=attempt.try_number,
+        responder_id=attempt.responder_id,
+        call_id=attempt.call_id,
+        body=attempt.body,
+        reserved_provider=attempt.provider,
+        slot_at=attempt.slot_at,
+        skip=set(filter(None, (attempt.skip_providers or "").split(","))),
+    )
+    if call is not None and attempt.purpose == AttemptPurpose.CALL:
+        claim.warning = await session.get(Warning, call.warning_id)
+        assert claim.warning is not None
+        policy = runtime.settings.policy_for(claim.warning.level)
+        claim.minutes = int(policy.answer_within_min)
+        claim.code = call.code
+        claim.template = call_template(attempt.channel, call.previous_call_id)
+        if call.state == CallState.PENDING:
+            call.state = CallState.CALLING
+    attempt.status, attempt.updated_at = AttemptStatus.SENDING, now
+    return claim
 
 
 def build_message(runtime: Runtime, claim: Claim, provider: Provider) -> Message:
@@ -167,6 +202,11 @@ async def send_attempt(runtime: Runtime, attempt_id: int) -> str:
     claim = await _claim_attempt(runtime, attempt_id)
     if claim is None:
         return "skipped"
+    return await send_claimed(runtime, claim)
+
+
+async def send_claimed(runtime: Runtime, claim: Claim) -> str:
+    """Send an attempt already claimed; returns "sent" or "failed", or raises `Deferred`."""
     now = runtime.clock.now()
     route = route_for(runtime.settings, claim.channel, claim.address)
     pick = await pick_provider(

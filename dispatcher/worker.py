@@ -12,6 +12,7 @@ from typing import Any
 
 from arq import Worker, cron
 from arq.worker import Retry, func
+from sqlalchemy.exc import SQLAlchemyError
 
 from channels.base import CallbackRequest
 from dispatcher.broadcasting import send_broadcast
@@ -20,7 +21,7 @@ from dispatcher.inbound import UnmatchedCallback, process_callback
 from dispatcher.queue import QUEUE_NAME
 from dispatcher.retries import Deferred
 from dispatcher.runtime import Runtime
-from dispatcher.sending import send_attempt
+from dispatcher.sending import Claim, claim_attempts, send_attempt, send_claimed
 
 log = logging.getLogger(__name__)
 # A deferred send comes back as the same job; past this many tries arq gives up on the
@@ -36,24 +37,39 @@ async def send_attempt_job(ctx: dict[str, Any], attempt_id: int) -> str:
 
 
 async def send_attempts_job(ctx: dict[str, Any], attempt_ids: list[int]) -> str:
-    """Send a batch of attempts one after another, each claimed on its own.
+    """Claim a batch of attempts in one transaction, then send them one after another.
 
     An attempt that must wait goes back to the queue in a job of its own, due when its
-    slot comes; one that fails unexpectedly stays queued (or in `sending` until its lease
-    runs out) for the sweep, and does not hold up the rest of the batch.
+    slot comes; one that fails unexpectedly stays `sending` until its lease runs out and
+    the sweep takes it up, and does not hold up the rest of the batch. If the batch claim
+    itself fails (a deadlock with an answer being recorded), each is claimed on its own.
     """
-    runtime = ctx["runtime"]
+    runtime: Runtime = ctx["runtime"]
     outcomes: Counter[str] = Counter()
-    for attempt_id in attempt_ids:
-        try:
-            outcomes[await send_attempt(runtime, attempt_id)] += 1
-        except Deferred as deferred:
-            await runtime.queue.enqueue_attempt(attempt_id, deferred.real_delay_s)
-            outcomes["deferred"] += 1
-        except Exception:
-            log.exception("attempt %s failed to send; the sweep will take it up", attempt_id)
-            outcomes["error"] += 1
+    try:
+        claims = await claim_attempts(runtime, attempt_ids)
+    except SQLAlchemyError:
+        log.warning("batch claim failed; claiming %d attempts one by one", len(attempt_ids))
+        for attempt_id in attempt_ids:
+            outcomes[await _send_one(runtime, attempt_id)] += 1
+    else:
+        outcomes["skipped"] += len(attempt_ids) - len(claims)
+        for claim in claims:
+            outcomes[await _send_one(runtime, claim.attempt_id, claim)] += 1
     return " ".join(f"{key}={count}" for key, count in sorted(outcomes.items()))
+
+
+async def _send_one(runtime: Runtime, attempt_id: int, claim: Claim | None = None) -> str:
+    try:
+        if claim is None:
+            return await send_attempt(runtime, attempt_id)
+        return await send_claimed(runtime, claim)
+    except Deferred as deferred:
+        await runtime.queue.enqueue_attempt(attempt_id, deferred.real_delay_s)
+        return "deferred"
+    except Exception:
+        log.exception("attempt %s failed to send; the sweep will take it up", attempt_id)
+        return "error"
 
 
 async def send_broadcast_job(ctx: dict[str, Any], broadcast_id: int) -> str:
