@@ -53,6 +53,7 @@ from dispatcher.worker import build_worker
 CHANNELS = ("sms", "wechat", "voice")
 IN_FLIGHT = (AttemptStatus.QUEUED, AttemptStatus.SENDING)
 BURST_CONCURRENCY = 32
+STALL_S = 60
 
 
 @dataclass
@@ -138,8 +139,7 @@ async def _wait_idle(runtime: Runtime, workers: list[Worker]) -> None:
     """Until the queue is empty and no worker runs a job, twice in a row."""
     calm = 0
     while calm < 2:
-        busy = await runtime.queue.depth() + sum(len(w.tasks) for w in workers)
-        calm = calm + 1 if busy == 0 else 0
+        calm = calm + 1 if await _idle(runtime, workers) else 0
         await asyncio.sleep(0.05)
 
 
@@ -159,8 +159,14 @@ async def _in_flight(runtime: Runtime, warning_id: int) -> tuple[int, int]:
 async def _wait_sent(
     runtime: Runtime, warning_id: int, workers: list[Worker], progress: Progress
 ) -> None:
+    """Until every attempt of the warning is handed to a provider (or given up).
+
+    With the queue idle and attempts still waiting, runs the sweep as a worker's cron
+    would (it enqueues what is due but not in flight); no progress for a minute is an error.
+    """
     waiting, total = await _in_flight(runtime, warning_id)
     progress.phase("sending", total)
+    last_change, last_waiting = time.monotonic(), waiting
     while waiting:
         if any(task.done() for task in _worker_tasks(workers)):
             raise RuntimeError("a worker stopped during the benchmark")
@@ -168,7 +174,17 @@ async def _wait_sent(
         waiting, total = await _in_flight(runtime, warning_id)
         progress.total = max(1, total)
         progress.update(total - waiting)
+        if waiting != last_waiting:
+            last_change, last_waiting = time.monotonic(), waiting
+        elif time.monotonic() - last_change > STALL_S:
+            raise RuntimeError(f"{waiting} sends made no progress for {STALL_S} s")
+        elif waiting and await _idle(runtime, workers):
+            await sweep(runtime)
     progress.update(progress.total)
+
+
+async def _idle(runtime: Runtime, workers: list[Worker]) -> bool:
+    return await runtime.queue.depth() + sum(len(w.tasks) for w in workers) == 0
 
 
 def _worker_tasks(workers: list[Worker]) -> list[asyncio.Task[Any]]:
