@@ -10,9 +10,13 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from dispatcher.bench import BenchOptions, run_bench
+from dispatcher.bench_world import NotABenchDatabase, clear_bench_data
 from dispatcher.cli import main
+from dispatcher.models import Responder
+from dispatcher.runtime import Runtime
 from tests.conftest import Backend
 
 FIGURES = (
@@ -80,3 +84,12 @@ def test_bench_refuses_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
         main(["bench", "--channels", "sms,fax"])
     assert exit_.value.code == 2
     assert "channels must be some of sms,wechat,voice" in capsys.readouterr().err
+
+
+async def test_bench_leaves_a_real_directory_alone(runtime: Runtime) -> None:
+    async with runtime.db.transaction() as session:
+        session.add(Responder(external_id="a1", name="张三", role="village_cadre"))
+    with pytest.raises(NotABenchDatabase, match="1 responders the bench did not create"):
+        await clear_bench_data(runtime.db)
+    async with runtime.db.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Responder)) == 1
