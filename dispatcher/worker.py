@@ -79,6 +79,10 @@ async def send_broadcast_job(ctx: dict[str, Any], broadcast_id: int) -> str:
         raise Retry(defer=deferred.real_delay_s) from None
 
 
+# 0.2 s doubling: the last look comes about 25 s after the first.
+CALLBACK_MAX_TRIES = 8
+
+
 async def deliver_callback_job(
     ctx: dict[str, Any], channel: str, provider: str, request: dict[str, Any]
 ) -> None:
@@ -87,9 +91,18 @@ async def deliver_callback_job(
             ctx["runtime"], channel, provider, CallbackRequest(**request), raise_unmatched=True
         )
     except UnmatchedCallback:
-        # The send that this reports on may not be committed yet; look again shortly.
-        if ctx.get("job_try", 1) < 5:
-            raise Retry(defer=0.2 * ctx.get("job_try", 1)) from None
+        # The send that this reports on may not be committed yet (a busy worker, a batch
+        # still being recorded); look again, backing off, for about half a minute.
+        job_try = ctx.get("job_try", 1)
+        if job_try < CALLBACK_MAX_TRIES:
+            raise Retry(defer=0.2 * 2 ** (job_try - 1)) from None
+        log.error(
+            "%s callback from %s matches no send after %d tries; dropped: %s",
+            channel,
+            provider,
+            job_try,
+            sorted(request.get("form") or {}),
+        )
 
 
 async def sweep_job(ctx: dict[str, Any]) -> None:
@@ -104,7 +117,7 @@ def build_worker(runtime: Runtime, *, burst: bool = False, with_cron: bool = Tru
             func(send_attempt_job, name="send_attempt", max_tries=SEND_MAX_TRIES),
             func(send_attempts_job, name="send_attempts"),
             func(send_broadcast_job, name="send_broadcast", max_tries=SEND_MAX_TRIES),
-            func(deliver_callback_job, name="deliver_callback"),
+            func(deliver_callback_job, name="deliver_callback", max_tries=CALLBACK_MAX_TRIES),
         ],
         cron_jobs=cron_jobs if with_cron else [],
         redis_pool=runtime.queue.pool,
