@@ -20,7 +20,7 @@ from sqlalchemy import select
 from dispatcher.app import create_app
 from dispatcher.clock import ManualClock
 from dispatcher.directory import import_directory
-from dispatcher.models import Answer, Attempt, Call, Responder
+from dispatcher.models import Answer, Responder
 from dispatcher.runtime import Runtime, open_runtime
 from tests.conftest import Backend, make_settings
 from tests.fakes.aliyun_api import FakeAliyun
@@ -29,6 +29,7 @@ from tests.fakes.tencent_api import FakeTencent
 from tests.fakes.twilio_api import FakeTwilio
 from tests.fakes.wecom_api import FakeWeCom
 from tests.twilio_world import twilio_settings
+from tests.world_queries import WorldQueries
 
 REGIONS = """code,name,level,parent_code
 441799000000,青溪县,county,
@@ -50,7 +51,7 @@ TENCENT_TOKEN = "tencent-path-token-0001"
 
 
 @dataclass
-class DomesticWorld:
+class DomesticWorld(WorldQueries):
     runtime: Runtime
     aliyun: FakeAliyun
     tencent: FakeTencent
@@ -58,27 +59,6 @@ class DomesticWorld:
     twilio: FakeTwilio
     app_url: str
     client: httpx.AsyncClient
-
-    async def attempts_of(self, external_id: str) -> dict[str, list[Attempt]]:
-        async with self.runtime.db.sessions() as session:
-            rows = await session.scalars(
-                select(Attempt)
-                .join(Responder, Responder.id == Attempt.responder_id)
-                .where(Responder.external_id == external_id)
-                .order_by(Attempt.id)
-            )
-            found: dict[str, list[Attempt]] = {}
-            for attempt in rows:
-                found.setdefault(attempt.channel, []).append(attempt)
-            return found
-
-    async def call_of(self, external_id: str) -> Call:
-        async with self.runtime.db.sessions() as session:
-            call = await session.scalar(
-                select(Call).join(Responder).where(Responder.external_id == external_id)
-            )
-            assert call is not None
-            return call
 
     async def answers_of(self, external_id: str) -> list[Answer]:
         async with self.runtime.db.sessions() as session:

@@ -18,11 +18,12 @@ from sqlalchemy import select
 from dispatcher.app import create_app
 from dispatcher.clock import ManualClock
 from dispatcher.directory import import_directory
-from dispatcher.models import Attempt, AuditEvent, Call, Responder
+from dispatcher.models import AuditEvent, Call, Responder
 from dispatcher.runtime import Runtime, open_runtime
 from tests.conftest import Backend, make_settings
 from tests.fakes.serving import free_socket, serve, url_of
 from tests.fakes.twilio_api import FakeTwilio
+from tests.world_queries import WorldQueries
 
 REGIONS = """code,name,level,parent_code
 441799000000,青溪县,county,
@@ -41,7 +42,7 @@ HOOK_TOKEN = "hook-token-1"
 
 
 @dataclass
-class World:
+class World(WorldQueries):
     runtime: Runtime
     fake: FakeTwilio
     app_url: str
@@ -49,19 +50,6 @@ class World:
 
     def hook(self, channel: str) -> str:
         return f"{self.app_url}/hooks/{channel}/twilio?token={HOOK_TOKEN}"
-
-    async def attempts_of(self, external_id: str) -> dict[str, list[Attempt]]:
-        async with self.runtime.db.sessions() as session:
-            rows = await session.scalars(
-                select(Attempt)
-                .join(Responder, Responder.id == Attempt.responder_id)
-                .where(Responder.external_id == external_id)
-                .order_by(Attempt.id)
-            )
-            found: dict[str, list[Attempt]] = {}
-            for attempt in rows:
-                found.setdefault(attempt.channel, []).append(attempt)
-            return found
 
     async def undeliverable(self) -> set[str]:
         """Who the sweep found nothing could reach (their ladder jumped ahead)."""
@@ -73,14 +61,6 @@ class World:
                 .where(AuditEvent.kind == "call.undeliverable")
             )
             return set(names)
-
-    async def call_of(self, external_id: str) -> Call:
-        async with self.runtime.db.sessions() as session:
-            call = await session.scalar(
-                select(Call).join(Responder).where(Responder.external_id == external_id)
-            )
-            assert call is not None
-            return call
 
 
 def twilio_settings(fake: FakeTwilio, fake_url: str, **extra: Any) -> dict[str, Any]:
