@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dispatcher.config_providers import (
     PROVIDER_CHANNELS,
@@ -42,6 +50,33 @@ CHANNELS = ("sms", "wechat", "voice", "speaker")
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the setting and the problem."""
+
+
+def _known_levels(value: list[str]) -> list[str]:
+    unknown = [level for level in value if level not in LEVELS]
+    if unknown:
+        raise ValueError(f"unknown level(s) {unknown}; levels are {list(LEVELS)}")
+    return value
+
+
+def _known_channels(value: list[str]) -> list[str]:
+    unknown = [c for c in value if c not in CHANNELS or c == "speaker"]
+    if unknown:
+        raise ValueError(f"unknown channel(s) {unknown}; use sms, wechat, voice")
+    return value
+
+
+def _known_roles(value: list[str]) -> list[str]:
+    unknown = [r for r in value if r not in ROLES]
+    if unknown:
+        raise ValueError(f"unknown role(s) {unknown}; known: {sorted(ROLES)}")
+    return value
+
+
+# Lists of names checked against the vocabulary wherever a setting takes them.
+LevelList = Annotated[list[str], AfterValidator(_known_levels)]
+CallChannelList = Annotated[list[str], AfterValidator(_known_channels)]
+RoleList = Annotated[list[str], AfterValidator(_known_roles)]
 
 
 class _Section(BaseModel):
@@ -91,20 +126,12 @@ class SenderSettings(_Section):
     cap_senders: list[str] = []
     replay_window_s: int = Field(300, ge=10, le=3600)
     # Levels this sender may send (empty: any); others are refused with 403.
-    levels: list[str] = []
+    levels: LevelList = []
     # Region codes whose subtrees this sender may warn (empty: anywhere); a geocode outside
     # them is refused with 403 naming it, polygon/circle matches outside them are dropped.
     areas: list[str] = []
     # Warnings accepted per minute from this sender; more get 429 (0: no limit).
     max_per_minute: int = Field(60, ge=0)
-
-    @field_validator("levels")
-    @classmethod
-    def _known_levels(cls, value: list[str]) -> list[str]:
-        unknown = [level for level in value if level not in LEVELS]
-        if unknown:
-            raise ValueError(f"unknown level(s) {unknown}; levels are {list(LEVELS)}")
-        return value
 
     @field_validator("areas")
     @classmethod
@@ -172,26 +199,10 @@ class LadderStep(_Section):
 
     step: StepKind
     at_min: float = Field(gt=0)
-    channels: list[str] = []
+    channels: CallChannelList = []
     # notify_up only: the region level to tell (township or county) and, optionally, roles.
     level: str | None = None
-    roles: list[str] = []
-
-    @field_validator("channels")
-    @classmethod
-    def _known_channels(cls, value: list[str]) -> list[str]:
-        unknown = [c for c in value if c not in CHANNELS or c == "speaker"]
-        if unknown:
-            raise ValueError(f"unknown channel(s) {unknown}; use sms, wechat, voice")
-        return value
-
-    @field_validator("roles")
-    @classmethod
-    def _known_roles(cls, value: list[str]) -> list[str]:
-        unknown = [r for r in value if r not in ROLES]
-        if unknown:
-            raise ValueError(f"unknown role(s) {unknown}; known: {sorted(ROLES)}")
-        return value
+    roles: RoleList = []
 
     def problem(self) -> str | None:
         """What is wrong with this step's parameters, if anything."""
@@ -211,29 +222,18 @@ class LadderStep(_Section):
 
 
 class Policy(_Section):
-    channels: list[str]
+    channels: CallChannelList
     answer_within_min: float = Field(gt=0)
-    roles: list[str] = []
+    roles: RoleList = []
     ladder: list[LadderStep]
     # A door-knock task nobody accepted within this many minutes goes to the supervisor.
     task_accept_within_min: float = Field(15, gt=0)
 
     @field_validator("channels")
     @classmethod
-    def _known_channels(cls, value: list[str]) -> list[str]:
-        unknown = [c for c in value if c not in CHANNELS or c == "speaker"]
-        if unknown:
-            raise ValueError(f"unknown channel(s) {unknown}; use sms, wechat, voice")
+    def _some_channel(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("a policy needs at least one channel")
-        return value
-
-    @field_validator("roles")
-    @classmethod
-    def _known_roles(cls, value: list[str]) -> list[str]:
-        unknown = [r for r in value if r not in ROLES]
-        if unknown:
-            raise ValueError(f"unknown role(s) {unknown}; known: {sorted(ROLES)}")
         return value
 
     @model_validator(mode="after")
@@ -308,7 +308,7 @@ DEFAULT_POLICIES: dict[str, Policy] = {
 class QuietHoursSettings(_Section):
     """Night hours in which low-level warnings wait for the morning (never red or orange)."""
 
-    levels: list[str] = []
+    levels: LevelList = []
     start: str = "22:00"
     end: str = "07:00"
     timezone: str = "Asia/Shanghai"
@@ -316,9 +316,6 @@ class QuietHoursSettings(_Section):
     @field_validator("levels")
     @classmethod
     def _low_levels_only(cls, value: list[str]) -> list[str]:
-        unknown = [level for level in value if level not in LEVELS]
-        if unknown:
-            raise ValueError(f"unknown level(s) {unknown}; levels are {list(LEVELS)}")
         urgent = [level for level in value if level in ("red", "orange")]
         if urgent:
             raise ValueError(f"{urgent}: red and orange warnings are never deferred")
@@ -363,9 +360,7 @@ class Settings(_Section):
     @field_validator("policies")
     @classmethod
     def _every_level(cls, value: dict[str, Policy]) -> dict[str, Policy]:
-        unknown = [k for k in value if k not in LEVELS]
-        if unknown:
-            raise ValueError(f"unknown level(s) {unknown}; levels are {list(LEVELS)}")
+        _known_levels(list(value))
         return {**DEFAULT_POLICIES, **value}
 
     @model_validator(mode="after")
