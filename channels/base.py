@@ -23,13 +23,14 @@ what it can do in `ProviderFlags`; the core owns everything around a send: routi
 number prefix, rate limits, the circuit breaker and failover, retries and the records.
 Raise `SendError(retryable=True)` for what may pass (timeouts, 5xx, rate limiting: these
 also count against the provider's circuit breaker) and `retryable=False` for what will
-not (a bad number: add `contact_bad=True`). A provider that receives reports on a
-connection of its own (MQTT) sets `listens` and implements `listen`.
+not (a bad number: add `contact_bad=True`). A provider whose API takes many numbers in
+one request sets `max_batch` and implements `send_many`. A provider that receives
+reports on a connection of its own (MQTT) sets `listens` and implements `listen`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -87,6 +88,9 @@ class ProviderFlags:
     recipient_limits: tuple[tuple[int, float], ...] = ()
     # After a tap on this provider's card is taken, `confirm_answer` shows it on the card.
     confirms_answers: bool = False
+    # How many messages one `send_many` request may carry (Aliyun SendBatchSms: 100);
+    # 1 means the provider has no batch API and the core calls `send` for each.
+    max_batch: int = 1
 
     def two_way(self, to: str) -> bool:
         """Can a reply from `to` come back through this provider?"""
@@ -257,6 +261,12 @@ class Provider(Protocol):
 
     async def send(self, message: Message) -> SendResult:
         """Hand the message to the provider; raise `SendError` if it was not accepted."""
+        ...
+
+    async def send_many(self, messages: Sequence[Message]) -> list[SendResult | SendError]:
+        """Only with `flags.max_batch` > 1: hand up to that many messages over in one
+        request. Returns one outcome per message, in order (a number the provider refused
+        is a `SendError` in its place); raises `SendError` when the whole request failed."""
         ...
 
     def parse_callback(self, request: CallbackRequest) -> list[Event]:
