@@ -13,8 +13,12 @@ Requests are JSON POSTs signed with TC3-HMAC-SHA256:
 The answer is HTTP 200 either way: `Response.Error` for a refused request, else one
 `SendStatusSet` entry per number with its own `Code` ("Ok" or why not) and `SerialNo`,
 the id its receipt carries as `sid`. The template (`template_id`) has one variable, the
-text the core rendered. One number per request for now; `PhoneNumberSet` takes up to 200
-with one text, and the per-number results are already read by number.
+text the core rendered. `PhoneNumberSet` takes up to 200 numbers (`max_batch`) with one
+`TemplateParamSet` for all, so `send_many` puts the messages whose text is the same (and
+that are all mainland or all not: Tencent refuses a mix) in one request, no number twice,
+and sends a request per text otherwise (every call text carries its own answer link).
+Each number's result is read from its own `SendStatusSet` entry as a single send's is; a
+request refused as a whole for its numbers' sake is split (see `channels/batching.py`).
 
 Callbacks (configure both to `/hooks/sms/tencent/<callback_token>`): receipts are a JSON
 array `[{mobile, nationcode, report_status: SUCCESS|FAIL, errmsg, description, sid}]`,
@@ -27,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,6 +54,7 @@ from channels.base import (
     SendError,
     SendResult,
 )
+from channels.batching import Outcome, distinct_chunks, send_requests
 
 SERVICE = "sms"
 VERSION = "2021-01-11"
@@ -63,7 +68,16 @@ BAD_NUMBER_CODES = {
 # Flow control on this number, or an account problem: another provider now, this one later.
 ELSEWHERE_PREFIXES = ("LimitExceeded.", "FailedOperation.InsufficientBalanceInSmsPackage")
 RETRYABLE_PREFIXES = ("InternalError", "RequestLimitExceeded", "AuthFailure")
+# A request with too many numbers is ours to split, not a number's flow control.
+COUNT_LIMIT = "LimitExceeded.PhoneNumberCountLimit"
+# Refusals of a whole request with several numbers that one of them may have caused.
+SPLIT_CODES = BAD_NUMBER_CODES | {
+    COUNT_LIMIT,
+    "FailedOperation.ContainDomesticAndInternationalPhoneNumber",
+    "FailedOperation.PhoneNumberParseFail",
+}
 MAX_TEXT = 500
+MAX_NUMBERS = 200
 
 
 def tc3_authorization(
@@ -125,17 +139,23 @@ class TencentSmsProvider(PostedCallbacks):
             receives_replies=True,
             reply_prefixes=("+86",),
             recipient_limits=tuple((int(n), float(w)) for n, w in limits),
+            max_batch=MAX_NUMBERS,
         )
         self._context = context
 
     def request_body(self, message: Message) -> bytes:
+        return self.batch_body([message])
+
+    def batch_body(self, messages: Sequence[Message]) -> bytes:
+        """`SendSms` to every number of `messages` with the first one's text."""
         payload = {
-            "PhoneNumberSet": [message.to],
+            "PhoneNumberSet": [m.to for m in messages],
             "SmsSdkAppId": self._app_id,
             "SignName": self._sign_name,
             "TemplateId": self._template_id,
-            "TemplateParamSet": [message.text[:MAX_TEXT]],
-            "SessionContext": message.reference,
+            "TemplateParamSet": [messages[0].text[:MAX_TEXT]],
+            # Echoed in each result; one reference when there is one message.
+            "SessionContext": messages[0].reference if len(messages) == 1 else "",
         }
         return json.dumps(payload, ensure_ascii=False).encode()
 
@@ -161,7 +181,29 @@ class TencentSmsProvider(PostedCallbacks):
         }
 
     async def send(self, message: Message) -> SendResult:
-        body = self.request_body(message)
+        [outcome] = await self._send_one([message])
+        if isinstance(outcome, SendError):
+            raise outcome
+        return outcome
+
+    async def send_many(self, messages: Sequence[Message]) -> list[SendResult | SendError]:
+        return await send_requests(messages, self.requests(messages), self._send_one, _split)
+
+    def requests(self, messages: Sequence[Message]) -> list[list[int]]:
+        """One request per text (mainland and other numbers apart), no number twice."""
+        by_text: dict[tuple[str, bool], list[int]] = {}
+        for index, message in enumerate(messages):
+            key = (message.text[:MAX_TEXT], message.to.startswith("+86"))
+            by_text.setdefault(key, []).append(index)
+        return [
+            chunk
+            for indices in by_text.values()
+            for chunk in distinct_chunks(indices, MAX_NUMBERS, lambda i: messages[i].to)
+        ]
+
+    async def _send_one(self, messages: list[Message]) -> list[Outcome]:
+        """One `SendSms` request; raises `SendError` if it was refused as a whole."""
+        body = self.batch_body(messages)
         headers = self.signed_headers(body, int(datetime.now(UTC).timestamp()))
         try:
             response = await self._context.http.post(self._base_url, content=body, headers=headers)
@@ -181,16 +223,7 @@ class TencentSmsProvider(PostedCallbacks):
             error = answer["Error"]
             raise classify(str(error.get("Code", "")), str(error.get("Message", "")))
         results = {s.get("PhoneNumber"): s for s in answer.get("SendStatusSet") or []}
-        mine = results.get(message.to)
-        if not isinstance(mine, dict):
-            raise SendError("tencent SendSms: no result for the number", retryable=True)
-        code = str(mine.get("Code", ""))
-        if code != "Ok":
-            raise classify(code, str(mine.get("Message", "")))
-        serial = mine.get("SerialNo")
-        if not isinstance(serial, str) or not serial:
-            raise SendError("tencent SendSms: no SerialNo for the number", retryable=True)
-        return SendResult(provider_message_id=serial)
+        return [_outcome(results.get(m.to)) for m in messages]
 
     def parse_callback(self, request: CallbackRequest) -> list[Event]:
         try:
@@ -208,11 +241,28 @@ class TencentSmsProvider(PostedCallbacks):
         )
 
 
+def _outcome(result: Any) -> Outcome:
+    """One number's `SendStatusSet` entry, read as a single send's result."""
+    if not isinstance(result, dict):
+        return SendError("tencent SendSms: no result for the number", retryable=True)
+    code = str(result.get("Code", ""))
+    if code != "Ok":
+        return classify(code, str(result.get("Message", "")))
+    serial = result.get("SerialNo")
+    if not isinstance(serial, str) or not serial:
+        return SendError("tencent SendSms: no SerialNo for the number", retryable=True)
+    return SendResult(provider_message_id=serial)
+
+
+def _split(error: SendError) -> bool:
+    return error.code in SPLIT_CODES
+
+
 def classify(code: str, message: str) -> SendError:
     text = f"tencent SendSms: {code} {message}".strip()
     if code in BAD_NUMBER_CODES:
         return SendError(text, code=code, contact_bad=True)
-    if code.startswith(ELSEWHERE_PREFIXES):
+    if code.startswith(ELSEWHERE_PREFIXES) and code != COUNT_LIMIT:
         return SendError(text, code=code, retryable=True, other_provider=True)
     return SendError(text, code=code, retryable=code.startswith(RETRYABLE_PREFIXES))
 

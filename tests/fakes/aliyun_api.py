@@ -7,6 +7,14 @@ passes Aliyun's check. Answers are what Aliyun answers: HTTP 200 `{"Code": "OK",
 HTTP 200 with a business `Code` (`isv.MOBILE_NUMBER_ILLEGAL` for `illegal_numbers`,
 `isv.BUSINESS_LIMIT_CONTROL` for `limited_numbers`), HTTP 400 `SignatureDoesNotMatch`.
 
+Texts go out by `SendSms` (`PhoneNumbers`, up to 1,000 comma-separated, one
+`TemplateParam`) or `SendBatchSms` (JSON arrays `PhoneNumberJson`, `SignNameJson`,
+`TemplateParamJson` in step, up to 100). Either answers one `Code` and one `BizId` for
+the whole request: more numbers than that is `isv.MOBILE_COUNT_OVER_LIMIT`, and one
+illegal or flow-controlled number refuses the whole request with its code. `actions`
+keeps the action of every request that passed the signature check, `sent` each accepted
+text request (action and how many numbers), `messages` each text.
+
 Nothing happens on its own: `progress()` pushes an `SmsReport` for each text and a
 `VoiceReport` for each call to the configured URLs, in Aliyun's JSON-array format;
 `reply()` pushes an `SmsUp`. `posted` keeps every push and the answer it got.
@@ -67,6 +75,8 @@ class FakeAliyun:
     # (status_code, dtmf) per number; default heard through, no key.
     call_fate: dict[str, tuple[str, str]] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
+    sent: list[tuple[str, int]] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
     refused: list[dict[str, str]] = field(default_factory=list)
     posted: list[Posted] = field(default_factory=list)
@@ -91,8 +101,11 @@ class FakeAliyun:
                 status_code=400,
             )
         action = request.headers.get("x-acs-action", "")
+        self.actions.append(action)
         if action == "SendSms":
             return self._send_sms(query, request_id)
+        if action == "SendBatchSms":
+            return self._send_batch_sms(query, request_id)
         if action == "SingleCallByTts":
             return self._call(query, request_id)
         return JSONResponse(
@@ -118,64 +131,84 @@ class FakeAliyun:
             return "Specified signature is not matched with our calculation."
         return ""
 
+    @staticmethod
+    def _refuse(request_id: str, code: str, message: str) -> JSONResponse:
+        return JSONResponse({"RequestId": request_id, "Code": code, "Message": message})
+
     def _business(self, number: str, request_id: str) -> JSONResponse | None:
         if number in self.illegal_numbers or not number.isdigit():
             self.refused.append({"number": number, "code": "isv.MOBILE_NUMBER_ILLEGAL"})
-            return JSONResponse(
-                {
-                    "RequestId": request_id,
-                    "Code": "isv.MOBILE_NUMBER_ILLEGAL",
-                    "Message": "非法手机号",
-                }
-            )
+            return self._refuse(request_id, "isv.MOBILE_NUMBER_ILLEGAL", "非法手机号")
         if number in self.limited_numbers:
             self.refused.append({"number": number, "code": "isv.BUSINESS_LIMIT_CONTROL"})
-            return JSONResponse(
-                {
-                    "RequestId": request_id,
-                    "Code": "isv.BUSINESS_LIMIT_CONTROL",
-                    "Message": "触发号码分钟级流控Permits:1",
-                }
+            return self._refuse(
+                request_id, "isv.BUSINESS_LIMIT_CONTROL", "触发号码分钟级流控Permits:1"
             )
         return None
 
-    def _send_sms(self, query: dict[str, str], request_id: str) -> JSONResponse:
-        if (
-            query.get("SignName") != self.sign_name
-            or query.get("TemplateCode") != self.template_code
-        ):
-            return JSONResponse(
-                {
-                    "RequestId": request_id,
-                    "Code": "isv.SMS_TEMPLATE_ILLEGAL",
-                    "Message": "模板不合法",
-                }
-            )
-        try:
-            params = json.loads(query.get("TemplateParam", ""))
-        except ValueError:
-            return JSONResponse(
-                {
-                    "RequestId": request_id,
-                    "Code": "isv.INVALID_JSON_PARAM",
-                    "Message": "JSON参数不合法",
-                }
-            )
-        number = query.get("PhoneNumbers", "")
-        if refusal := self._business(number, request_id):
-            return refusal
+    def _texts(
+        self,
+        request_id: str,
+        numbers: list[str],
+        params: list[Any],
+        out_id: str | None,
+        action: str,
+        limit: int,
+    ) -> JSONResponse:
+        """Take the texts of one request, or refuse it whole as Aliyun does."""
+        if not numbers or len(numbers) > limit:
+            return self._refuse(request_id, "isv.MOBILE_COUNT_OVER_LIMIT", "手机号码数量超过限制")
+        if not all(isinstance(p, dict) for p in params):
+            return self._refuse(request_id, "isv.INVALID_JSON_PARAM", "JSON参数不合法")
+        for number in numbers:
+            if refusal := self._business(number, request_id):
+                return refusal
         biz_id = f"{secrets.randbelow(10**18)}^0"
-        message = {
-            "number": number,
-            "params": params,
-            "biz_id": biz_id,
-            "out_id": query.get("OutId"),
-        }
-        self.messages.append(message)
-        self._pending.append(("sms", message))
+        for number, param in zip(numbers, params, strict=True):
+            message = {"number": number, "params": param, "biz_id": biz_id, "out_id": out_id}
+            self.messages.append(message)
+            self._pending.append(("sms", message))
+        self.sent.append((action, len(numbers)))
         return JSONResponse(
             {"RequestId": request_id, "Code": "OK", "Message": "OK", "BizId": biz_id}
         )
+
+    def _template_refusal(self, query: dict[str, str], request_id: str) -> JSONResponse | None:
+        if query.get("TemplateCode") != self.template_code:
+            return self._refuse(request_id, "isv.SMS_TEMPLATE_ILLEGAL", "模板不合法")
+        return None
+
+    def _send_sms(self, query: dict[str, str], request_id: str) -> JSONResponse:
+        if refusal := self._template_refusal(query, request_id):
+            return refusal
+        if query.get("SignName") != self.sign_name:
+            return self._refuse(request_id, "isv.SMS_SIGNATURE_ILLEGAL", "签名不合法")
+        try:
+            params = json.loads(query.get("TemplateParam", ""))
+        except ValueError:
+            return self._refuse(request_id, "isv.INVALID_JSON_PARAM", "JSON参数不合法")
+        numbers = query.get("PhoneNumbers", "").split(",")
+        return self._texts(
+            request_id, numbers, [params] * len(numbers), query.get("OutId"), "SendSms", 1000
+        )
+
+    def _send_batch_sms(self, query: dict[str, str], request_id: str) -> JSONResponse:
+        if refusal := self._template_refusal(query, request_id):
+            return refusal
+        try:
+            numbers = json.loads(query.get("PhoneNumberJson", ""))
+            signs = json.loads(query.get("SignNameJson", ""))
+            params = json.loads(query.get("TemplateParamJson", ""))
+        except ValueError:
+            return self._refuse(request_id, "isv.INVALID_JSON_PARAM", "JSON参数不合法")
+        if not all(isinstance(v, list) for v in (numbers, signs, params)):
+            return self._refuse(request_id, "isv.INVALID_JSON_PARAM", "JSON参数不合法")
+        if not len(numbers) == len(signs) == len(params):
+            return self._refuse(request_id, "isv.INVALID_PARAMETERS", "号码、签名与变量个数不一致")
+        if any(sign != self.sign_name for sign in signs):
+            return self._refuse(request_id, "isv.SMS_SIGNATURE_ILLEGAL", "签名不合法")
+        numbers = [str(n) for n in numbers]
+        return self._texts(request_id, numbers, params, query.get("OutId"), "SendBatchSms", 100)
 
     def _call(self, query: dict[str, str], request_id: str) -> JSONResponse:
         if query.get("TtsCode") != self.tts_code:

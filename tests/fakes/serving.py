@@ -28,7 +28,16 @@ def url_of(sock: socket.socket) -> str:
 async def serve(app: Any, sock: socket.socket | None = None) -> AsyncIterator[str]:
     """Run `app` with uvicorn on `sock` (or a new free one); yields its base URL."""
     sock = sock or free_socket()
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="none", http="h11")
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="off",
+        ws="none",
+        http="h11",
+        # Aliyun's RPC calls carry their parameters in the query string: a SendBatchSms
+        # of 100 texts is far longer than h11's default 16 KiB for the request head.
+        h11_max_incomplete_event_size=4 * 1024 * 1024,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

@@ -7,6 +7,10 @@ Tencent's documentation spells it) and derives the key with the official SDK's
 request (`AuthFailure.SignatureFailure`...), else one `SendStatusSet` entry per number
 with its own `Code` ("Ok", `InvalidParameterValue.IncorrectPhoneNumber` for
 `invalid_numbers`, `LimitExceeded.PhoneNumberThirtySecondLimit` for `limited_numbers`).
+A request takes 1 to 200 numbers (`MissingParameter.EmptyPhoneNumberSet`,
+`LimitExceeded.PhoneNumberCountLimit` else), mainland or international but not both
+(`FailedOperation.ContainDomesticAndInternationalPhoneNumber`), and one text
+(`TemplateParamSet`) for all of them; `sent` keeps how many numbers each request had.
 
 `progress()` posts a receipt array for every text sent; `reply()` posts a reply.
 `requests` keeps each request's headers and body (the SDK comparison reads them).
@@ -78,6 +82,7 @@ class FakeTencent:
     # (report_status, errmsg) per E.164 number; default SUCCESS.
     fate: dict[str, tuple[str, str]] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
+    sent: list[int] = field(default_factory=list)
     requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     posted: list[Posted] = field(default_factory=list)
     _pending: list[dict[str, Any]] = field(default_factory=list)
@@ -112,7 +117,18 @@ class FakeTencent:
             return error("FailedOperation.SmsSdkAppIdVerifyFail", "SmsSdkAppId")
         if payload.get("TemplateId") != self.template_id:
             return error("FailedOperation.TemplateIncorrectOrUnapproved", "TemplateId")
-        results = [self._one(number, payload) for number in payload.get("PhoneNumberSet", [])]
+        numbers = payload.get("PhoneNumberSet") or []
+        if not numbers:
+            return error("MissingParameter.EmptyPhoneNumberSet", "PhoneNumberSet is empty")
+        if len(numbers) > 200:
+            return error("LimitExceeded.PhoneNumberCountLimit", "单次提交的手机号个数超过200个")
+        if len({str(n).startswith("+86") for n in numbers}) > 1:
+            return error(
+                "FailedOperation.ContainDomesticAndInternationalPhoneNumber",
+                "群发请求里既有国内手机号也有国际手机号",
+            )
+        self.sent.append(len(numbers))
+        results = [self._one(number, payload) for number in numbers]
         return JSONResponse({"Response": {"SendStatusSet": results, "RequestId": request_id}})
 
     def _one(self, number: str, payload: dict[str, Any]) -> dict[str, Any]:
