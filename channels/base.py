@@ -240,9 +240,12 @@ class ProviderContext:
 
 
 class PostedCallbacks:
-    """Defaults for a provider whose vendor posts its callbacks over HTTP: nothing to
-    listen to, no answer to confirm in place, nothing of its own to close. A provider
-    inherits it and overrides only what it does differently."""
+    """Defaults for a provider whose vendor posts its callbacks over HTTP: no batch API,
+    nothing to listen to, no answer to confirm in place, nothing of its own to close. A
+    provider inherits it and overrides only what it does differently."""
+
+    async def send_many(self, messages: Sequence[Message]) -> list[SendResult | SendError]:
+        raise NotImplementedError(f"{type(self).__name__} has no batch API (max_batch 1)")
 
     async def listen(self, deliver: DeliverCallback) -> None:
         raise NotImplementedError(f"{type(self).__name__} receives its callbacks over HTTP")

@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiomqtt
@@ -121,6 +121,9 @@ class MqttSpeakerProvider:
 
     def callback_response(self, reply: CallbackReply | None = None) -> CallbackResponse:
         return CallbackResponse(body="ok")
+
+    async def send_many(self, messages: Sequence[Message]) -> list[SendResult | SendError]:
+        raise NotImplementedError("speaker_mqtt has no batch API (max_batch 1)")
 
     async def confirm_answer(self, reply: DirectReply, label: str) -> None:
         return None
