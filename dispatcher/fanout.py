@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatcher.bulk import id_in, insert_rows, reserve_ids
 from dispatcher.codes import pick_code
 from dispatcher.config import Policy, QuietHoursSettings
 from dispatcher.models import Attempt, Broadcast, Call, Contact, Warning
@@ -27,7 +28,6 @@ from dispatcher.targeting import Target
 from dispatcher.vocabulary import AttemptPurpose, AttemptStatus, BroadcastStatus, CallState
 
 CONTACT_KIND = {"sms": "phone", "voice": "phone", "wechat": "wecom"}
-FANOUT_BATCH = 5000
 
 
 @dataclass
@@ -46,7 +46,7 @@ async def first_addresses(
         return result
     rows = await session.execute(
         select(Contact.responder_id, Contact.kind, Contact.value)
-        .where(Contact.responder_id.in_(responder_ids), Contact.bad.is_(False))
+        .where(id_in(session, Contact.responder_id, responder_ids), Contact.bad.is_(False))
         .order_by(Contact.responder_id, Contact.position)
     )
     for responder_id, kind, value in rows:
@@ -172,20 +172,19 @@ async def assign_codes(session: AsyncSession, calls: Sequence[Call]) -> None:
     keeping a code already set on the call (an update's) when it is still free."""
     responder_ids = sorted({call.responder_id for call in calls})
     taken: dict[int, set[str]] = defaultdict(set)
-    for start in range(0, len(responder_ids), 500):
-        rows = await session.execute(
-            select(Call.responder_id, Call.code)
-            .join(Warning, Warning.id == Call.warning_id)
-            .where(
-                Call.responder_id.in_(responder_ids[start : start + 500]),
-                Warning.state == "active",
-                # a person has one call per warning: these calls' own codes are not taken
-                Call.warning_id.not_in({call.warning_id for call in calls}),
-                Call.code.is_not(None),
-            )
+    rows = await session.execute(
+        select(Call.responder_id, Call.code)
+        .join(Warning, Warning.id == Call.warning_id)
+        .where(
+            id_in(session, Call.responder_id, responder_ids),
+            Warning.state == "active",
+            # a person has one call per warning: these calls' own codes are not taken
+            Call.warning_id.not_in({call.warning_id for call in calls}),
+            Call.code.is_not(None),
         )
-        for responder_id, code in rows:
-            taken[responder_id].add(code or "")
+    )
+    for responder_id, code in rows:
+        taken[responder_id].add(code or "")
     for call in calls:
         kept = call.code if call.code and call.code not in taken[call.responder_id] else None
         code = kept or pick_code(call.id, taken[call.responder_id])
@@ -198,20 +197,45 @@ async def _taken_codes(
 ) -> dict[int, set[str]]:
     """responder id -> codes of their calls of other live warnings."""
     taken: dict[int, set[str]] = defaultdict(set)
-    for start in range(0, len(responder_ids), 500):
-        rows = await session.execute(
-            select(Call.responder_id, Call.code)
-            .join(Warning, Warning.id == Call.warning_id)
-            .where(
-                Call.responder_id.in_(responder_ids[start : start + 500]),
-                Warning.state == "active",
-                Call.warning_id != warning_id,
-                Call.code.is_not(None),
-            )
+    rows = await session.execute(
+        select(Call.responder_id, Call.code)
+        .join(Warning, Warning.id == Call.warning_id)
+        .where(
+            id_in(session, Call.responder_id, responder_ids),
+            Warning.state == "active",
+            Call.warning_id != warning_id,
+            Call.code.is_not(None),
         )
-        for responder_id, code in rows:
-            taken[responder_id].add(code or "")
+    )
+    for responder_id, code in rows:
+        taken[responder_id].add(code or "")
     return taken
+
+
+CALL_COLUMNS = (
+    "id",
+    "warning_id",
+    "responder_id",
+    "region_id",
+    "state",
+    "origin",
+    "escalation_step",
+    "started_at",
+    "code",
+)
+ATTEMPT_COLUMNS = (
+    "id",
+    "warning_id",
+    "call_id",
+    "responder_id",
+    "purpose",
+    "channel",
+    "address",
+    "status",
+    "try_number",
+    "due_at",
+    "updated_at",
+)
 
 
 async def create_calls(
@@ -223,53 +247,60 @@ async def create_calls(
     now: datetime,
     quiet: QuietHoursSettings | None = None,
 ) -> FanoutResult:
-    """Bulk Core inserts, a batch at a time: a red warning may cover 100,000 people, and
-    an ORM object per row would make the webhook slower than the providers."""
+    """A red warning may cover 100,000 people: ids are reserved first, so each call's
+    code is picked before its row is written, and the rows go in as bulk writes
+    (`dispatcher.bulk`), never an ORM object or a round trip per row."""
     result = FanoutResult()
     # A low-level warning at night waits for the morning when configured (never red/orange).
     send_at = defer(quiet, warning.level, now) if quiet is not None else now
     targeted = sorted(target.responders.items())
-    for start in range(0, len(targeted), FANOUT_BATCH):
-        batch = targeted[start : start + FANOUT_BATCH]
-        responder_ids = [responder_id for responder_id, _ in batch]
-        taken = await _taken_codes(session, warning.id, responder_ids)
-        inserted = await session.execute(
-            insert(Call).returning(Call.id, Call.responder_id, sort_by_parameter_order=True),
-            [
-                {
-                    "warning_id": warning.id,
-                    "responder_id": responder_id,
-                    "region_id": region_id,
-                    "state": CallState.PENDING,
-                    "origin": "duty",
-                    "escalation_step": 0,
-                    "started_at": now,
-                    "next_step_at": None,
-                }
-                for responder_id, region_id in batch
-            ],
+    responder_ids = [responder_id for responder_id, _ in targeted]
+    taken = await _taken_codes(session, warning.id, responder_ids)
+    addresses = await first_addresses(session, responder_ids)
+    call_ids = await reserve_ids(session, Call.__table__, len(targeted))  # type: ignore[arg-type]
+    calls = [
+        (
+            call_id,
+            warning.id,
+            responder_id,
+            region_id,
+            CallState.PENDING,
+            "duty",
+            0,
+            now,
+            pick_code(call_id, taken[responder_id]),
         )
-        calls = [(call_id, responder_id) for call_id, responder_id in inserted]
-        await session.execute(
-            update(Call),
-            [
-                {"id": call_id, "code": pick_code(call_id, taken[responder_id])}
-                for call_id, responder_id in calls
-            ],
+        for call_id, (responder_id, region_id) in zip(call_ids, targeted, strict=True)
+    ]
+    await insert_rows(session, Call.__table__, CALL_COLUMNS, calls)  # type: ignore[arg-type]
+    wanted = [
+        (call_id, responder_id, channel, address)
+        for call_id, (responder_id, _) in zip(call_ids, targeted, strict=True)
+        for channel in policy.channels
+        if (address := addresses.get(responder_id, {}).get(CONTACT_KIND[channel]))
+    ]
+    attempt_ids = await reserve_ids(session, Attempt.__table__, len(wanted))  # type: ignore[arg-type]
+    attempts = [
+        (
+            attempt_id,
+            warning.id,
+            call_id,
+            responder_id,
+            AttemptPurpose.CALL,
+            channel,
+            address,
+            AttemptStatus.QUEUED,
+            1,
+            send_at,
+            send_at,
         )
-        addresses = await first_addresses(session, responder_ids)
-        rows = [
-            _attempt_row(warning.id, call_id, responder_id, channel, address, send_at)
-            for call_id, responder_id in calls
-            for channel in policy.channels
-            if (address := addresses.get(responder_id, {}).get(CONTACT_KIND[channel]))
-        ]
-        if rows:
-            attempt_ids = await session.scalars(
-                insert(Attempt).returning(Attempt.id, sort_by_parameter_order=True), rows
-            )
-            result.attempt_ids += list(attempt_ids)
-        result.call_ids += [call_id for call_id, _ in calls]
+        for attempt_id, (call_id, responder_id, channel, address) in zip(
+            attempt_ids, wanted, strict=True
+        )
+    ]
+    await insert_rows(session, Attempt.__table__, ATTEMPT_COLUMNS, attempts)  # type: ignore[arg-type]
+    result.call_ids = call_ids
+    result.attempt_ids = attempt_ids
     broadcasts = [
         Broadcast(
             warning_id=warning.id, speaker_id=sid, status=BroadcastStatus.QUEUED, due_at=send_at
@@ -280,22 +311,3 @@ async def create_calls(
     await session.flush()
     result.broadcast_ids = [b.id for b in broadcasts]
     return result
-
-
-def _attempt_row(
-    warning_id: int, call_id: int, responder_id: int, channel: str, address: str, at: datetime
-) -> dict[str, object]:
-    """The first attempt of a call on one channel, as `new_attempt` would make it."""
-    return {
-        "warning_id": warning_id,
-        "call_id": call_id,
-        "responder_id": responder_id,
-        "purpose": AttemptPurpose.CALL,
-        "channel": channel,
-        "address": address,
-        "body": None,
-        "status": AttemptStatus.QUEUED,
-        "try_number": 1,
-        "due_at": at,
-        "updated_at": at,
-    }
