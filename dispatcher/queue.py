@@ -9,6 +9,8 @@ the sweep re-enqueue freely. Many attempts at once (a warning's fan-out) travel 
 of up to `SEND_BATCH` attempt ids (`attempts:<first id>-<last id>:<count>`): a job per
 message would make arq's own bookkeeping the slow part. Each attempt in a batch is still
 claimed on its own, so an attempt in a batch and in a job of its own is sent once.
+Those jobs go to Redis in one script call per `ENQUEUE_CHUNK` (arq's own job format and
+keys, so arq workers run them), not a round trip each.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from typing import Any
 from arq import create_pool
 from arq.connections import ArqRedis
 from arq.connections import RedisSettings as ArqRedisSettings
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,28 @@ SEND_ATTEMPTS = "send_attempts"
 SEND_BATCH = 100
 SEND_BROADCAST = "send_broadcast"
 DELIVER_CALLBACK = "deliver_callback"
+# Jobs per script call when enqueueing many: one round trip each, not one per job.
+ENQUEUE_CHUNK = 500
+
+# arq's enqueue_job, for many jobs in one atomic step: a job whose id is queued or has
+# a result is skipped, exactly as arq skips it. KEYS[1] the queue; ARGV: job key prefix,
+# result key prefix, score (ms), expiry (ms), then pairs of job id and serialized job.
+# Returns 1 or 0 per job: enqueued or not.
+ENQUEUE_MANY = """
+local added = {}
+for i = 5, #ARGV, 2 do
+  local job_id = ARGV[i]
+  local job_key = ARGV[1] .. job_id
+  if redis.call('EXISTS', job_key, ARGV[2] .. job_id) == 0 then
+    redis.call('PSETEX', job_key, ARGV[4], ARGV[i + 1])
+    redis.call('ZADD', KEYS[1], ARGV[3], job_id)
+    added[#added + 1] = 1
+  else
+    added[#added + 1] = 0
+  end
+end
+return added
+"""
 
 
 def attempt_job_id(attempt_id: int) -> str:
@@ -99,16 +126,38 @@ class Queue:
         """Enqueue send jobs for these attempts, up to `SEND_BATCH` a job; returns how
         many attempts were not already queued in a job of the same id."""
         ids = sorted(set(attempt_ids))
-        added = 0
+        jobs: list[tuple[str, str, tuple[Any, ...]]] = []
+        sizes: list[int] = []
         for start in range(0, len(ids), SEND_BATCH):
             batch = ids[start : start + SEND_BATCH]
             if len(batch) == 1:
-                job = await self.pool.enqueue_job(
-                    SEND_ATTEMPT, batch[0], _job_id=attempt_job_id(batch[0])
-                )
+                jobs.append((attempt_job_id(batch[0]), SEND_ATTEMPT, (batch[0],)))
             else:
-                job = await self.pool.enqueue_job(SEND_ATTEMPTS, batch, _job_id=batch_job_id(batch))
-            added += len(batch) if job is not None else 0
+                jobs.append((batch_job_id(batch), SEND_ATTEMPTS, (batch,)))
+            sizes.append(len(batch))
+        added = await self.enqueue_many(jobs)
+        return sum(size for size, new in zip(sizes, added, strict=True) if new)
+
+    async def enqueue_many(self, jobs: list[tuple[str, str, tuple[Any, ...]]]) -> list[bool]:
+        """Enqueue (job id, function, args) jobs to run now, as `enqueue_job` would one by
+        one but `ENQUEUE_CHUNK` at a time; per job, whether it was new."""
+        added: list[bool] = []
+        for start in range(0, len(jobs), ENQUEUE_CHUNK):
+            chunk = jobs[start : start + ENQUEUE_CHUNK]
+            now_ms = timestamp_ms()
+            arguments: list[Any] = [
+                job_key_prefix,
+                result_key_prefix,
+                now_ms,
+                self.pool.expires_extra_ms,
+            ]
+            for job_id, function, args in chunk:
+                job = serialize_job(
+                    function, args, {}, None, now_ms, serializer=self.pool.job_serializer
+                )
+                arguments += [job_id, job]
+            flags = await self.pool.eval(ENQUEUE_MANY, 1, QUEUE_NAME, *arguments)  # type: ignore[misc]
+            added += [bool(flag) for flag in flags]
         return added
 
     async def enqueue_attempt(self, attempt_id: int, defer_s: float = 0) -> bool:
@@ -122,13 +171,8 @@ class Queue:
         return job is not None
 
     async def enqueue_broadcasts(self, broadcast_ids: Iterable[int]) -> int:
-        added = 0
-        for broadcast_id in broadcast_ids:
-            job = await self.pool.enqueue_job(
-                SEND_BROADCAST, broadcast_id, _job_id=broadcast_job_id(broadcast_id)
-            )
-            added += job is not None
-        return added
+        jobs = [(broadcast_job_id(b), SEND_BROADCAST, (b,)) for b in broadcast_ids]
+        return sum(await self.enqueue_many(jobs))
 
     async def enqueue_callback(
         self, channel: str, provider: str, request: dict[str, Any], delay_s: float
