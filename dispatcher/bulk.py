@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Table, bindparam, func, insert, select, text
+from sqlalchemy import ColumnElement, Integer, String, Table, bindparam, func, insert, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,11 +31,13 @@ def _is_postgresql(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def id_in(session: AsyncSession, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
-    """`column` is one of `ids`, passed as one parameter."""
+def id_in(session: AsyncSession, column: Any, ids: Sequence[int | str]) -> ColumnElement[bool]:
+    """`column` is one of `ids` (integers, or strings such as region codes), passed as one
+    parameter."""
     if _is_postgresql(session):
         # a subquery, not `= ANY(array)`: a generic plan would scan the array per row
-        values = select(func.unnest(bindparam(None, list(ids), type_=ARRAY(Integer))))
+        kind = String if isinstance(column.type, String) else Integer
+        values = select(func.unnest(bindparam(None, list(ids), type_=ARRAY(kind))))
     else:
         values = select(text("value")).select_from(func.json_each(json.dumps(list(ids))))
     return column.in_(values)  # type: ignore[no-any-return]

@@ -8,12 +8,14 @@ in its region scope (none given: everything).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.access import Access, region_condition, speaker_condition
+from dispatcher.bulk import id_in
 from dispatcher.models import (
     Answer,
     Attempt,
@@ -43,21 +45,23 @@ async def _count_by(
 async def warning_summary(
     session: AsyncSession, warning: Warning, access: Access = EVERYTHING
 ) -> dict[str, Any]:
-    in_scope = region_condition(Call.region_id, access)
-    states = await _count_by(session, Call.state, Call.warning_id, warning.id, in_scope)
+    # one pass over the warning's calls gives every call figure
+    rows = await session.execute(
+        select(Call.state, Call.answer_meaning, func.count(), func.sum(Call.evacuated))
+        .where(Call.warning_id == warning.id, region_condition(Call.region_id, access))
+        .group_by(Call.state, Call.answer_meaning)
+    )
+    states: dict[str, int] = defaultdict(int)
+    statuses: dict[str, int] = defaultdict(int)
+    evacuated = 0
+    for state, meaning, count, people in rows.all():
+        states[state] += count
+        if meaning is not None:
+            statuses[str(meaning)] += count
+        evacuated += people or 0
     total = sum(states.values())
     answered = states.get(CallState.ANSWERED, 0)
-    help_count = await session.scalar(
-        select(func.count())
-        .select_from(Call)
-        .where(Call.warning_id == warning.id, Call.answer_meaning == "help", in_scope)
-    )
-    statuses = await _count_by(session, Call.answer_meaning, Call.warning_id, warning.id, in_scope)
-    evacuated = await session.scalar(
-        select(func.coalesce(func.sum(Call.evacuated), 0)).where(
-            Call.warning_id == warning.id, in_scope
-        )
-    )
+    help_count = statuses.get(Meaning.HELP, 0)
     broadcasts = await _count_by(
         session, Broadcast.status, Broadcast.warning_id, warning.id, speaker_condition(access)
     )
@@ -80,7 +84,7 @@ async def warning_summary(
             "superseded": states.get(CallState.SUPERSEDED, 0),
             "help": help_count or 0,
         },
-        "statuses": {str(k): v for k, v in statuses.items() if k is not None},
+        "statuses": dict(statuses),
         "evacuated": int(evacuated or 0),
         "answer_rate": round(answered / total, 4) if total else None,
         "broadcasts": {"total": sum(broadcasts.values()), **broadcasts},
@@ -161,38 +165,71 @@ async def region_tree(
 
     A scoped reader gets their own region and what lies below it, never its ancestors.
     """
-    rows = (
-        await session.execute(
-            select(Region.path, Call.state, Call.answer_meaning, Call.evacuated)
-            .join(Call, Call.region_id == Region.id)
-            .where(Call.warning_id == warning_id, access.regions())
+    # Table columns, not ORM attributes: thousands of plain rows, no ORM loading.
+    calls, regions = Call.__table__.c, Region.__table__.c
+    per_region = (
+        select(
+            calls.region_id,
+            func.count().label("calls"),
+            func.count().filter(calls.state == CallState.ANSWERED).label("answered"),
+            func.count().filter(calls.answer_meaning == Meaning.HELP).label("help"),
+            func.sum(calls.evacuated).label("evacuated"),
         )
-    ).all()
-    totals: dict[str, dict[str, int]] = {}
-    for path, state, meaning, evacuated in rows:
-        codes = [code for code in path.strip("/").split("/") if code]
-        for code in codes:
-            total = totals.setdefault(code, {"calls": 0, "answered": 0, "help": 0, "evacuated": 0})
-            total["calls"] += 1
-            total["answered"] += state == CallState.ANSWERED
-            total["help"] += meaning == Meaning.HELP
-            total["evacuated"] += evacuated or 0
-    regions = await session.scalars(
-        select(Region).where(Region.code.in_(list(totals)), access.regions()).order_by(Region.path)
+        .where(calls.warning_id == warning_id, region_condition(calls.region_id, access))
+        .group_by(calls.region_id)
+        .subquery()
     )
-    return [
-        {
-            "id": r.id,
-            "code": r.code,
-            "name": r.name,
-            "level": r.level,
-            "depth": r.depth,
-            "path": r.path,
-            "parent_id": r.parent_id,
-            **totals[r.code],
-        }
-        for r in regions
-    ]
+    rows = await session.execute(
+        select(
+            regions.path,
+            per_region.c.calls,
+            per_region.c.answered,
+            per_region.c.help,
+            per_region.c.evacuated,
+        ).join(per_region, per_region.c.region_id == regions.id)
+    )
+    # A region's figures are its own calls' plus those of every region below it.
+    totals: dict[str, list[int]] = {}
+    for path, count, answered, help_, evacuated in rows.all():
+        for code in path.strip("/").split("/"):
+            if code:
+                total = totals.setdefault(code, [0, 0, 0, 0])
+                total[0] += count
+                total[1] += answered
+                total[2] += help_
+                total[3] += evacuated or 0
+    found = await session.execute(
+        select(
+            regions.id,
+            regions.code,
+            regions.name,
+            regions.level,
+            regions.depth,
+            regions.path,
+            regions.parent_id,
+        )
+        .where(id_in(session, regions.code, list(totals)), access.regions())
+        .order_by(regions.path)
+    )
+    tree = []
+    for id_, code, name, level, depth, path, parent_id in found.all():
+        count, answered, help_, evacuated = totals[code]
+        tree.append(
+            {
+                "id": id_,
+                "code": code,
+                "name": name,
+                "level": level,
+                "depth": depth,
+                "path": path,
+                "parent_id": parent_id,
+                "calls": count,
+                "answered": answered,
+                "help": help_,
+                "evacuated": evacuated,
+            }
+        )
+    return tree
 
 
 async def answer_history(session: AsyncSession, call_ids: list[int]) -> dict[int, list[Any]]:

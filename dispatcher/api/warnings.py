@@ -105,11 +105,13 @@ async def get_totals(session: SessionDep, access: AccessDep, drill: bool = False
 
 
 @router.get("/{warning_id}")
-async def get_warning(warning_id: int, session: SessionDep, access: AccessDep) -> dict[str, Any]:
+async def get_warning(warning_id: int, session: SessionDep, access: AccessDep) -> JSONResponse:
     warning = await warning_or_404(session, access, warning_id)
     summary = await warning_summary(session, warning, access)
     regions = await region_tree(session, warning_id, access)
-    return {**warning_public(warning), **summary, "regions": regions}
+    # Plain JSON values already: FastAPI's generic encoder would walk a county's every
+    # region row again.
+    return JSONResponse({**warning_public(warning), **summary, "regions": regions})
 
 
 @router.get("/{warning_id}/calls")
