@@ -60,14 +60,15 @@ async def funnel(session: AsyncSession, warning_id: int, access: Access) -> list
         .subquery()
     )
     answers = await session.execute(
-        select(Answer.channel, Answer.provider, Attempt.channel, Attempt.provider)
+        select(Answer.channel, Answer.provider, Attempt.channel, Attempt.provider, func.count())
         .join(first, first.c.answer_id == Answer.id)
         .outerjoin(Attempt, Attempt.id == Answer.attempt_id)
+        .group_by(Answer.channel, Answer.provider, Attempt.channel, Attempt.provider)
     )
-    for channel, provider, attempt_channel, attempt_provider in answers.all():
+    for channel, provider, attempt_channel, attempt_provider, count in answers.all():
         if attempt_channel is not None:
             channel, provider = attempt_channel, attempt_provider
-        row(channel, provider)["answered"] += 1
+        row(channel, provider)["answered"] += count
     return sorted(rows.values(), key=lambda r: (r["channel"], r["provider"]))
 
 
@@ -78,10 +79,12 @@ async def answer_curve(
     total = await session.scalar(
         select(func.count()).select_from(_calls_in_scope(warning.id, access).subquery())
     )
+    # the table's column, not the ORM attribute: tens of thousands of plain values
+    column = Call.__table__.c.answered_at
     answered_at = await session.scalars(
-        select(Call.answered_at)
-        .where(Call.id.in_(_calls_in_scope(warning.id, access)), Call.answered_at.is_not(None))
-        .order_by(Call.answered_at)
+        select(column)
+        .where(Call.__table__.c.id.in_(_calls_in_scope(warning.id, access)), column.is_not(None))
+        .order_by(column)
     )
     points: list[tuple[float, float]] = []
     for index, at in enumerate(answered_at, start=1):

@@ -90,25 +90,32 @@ async def snapshot(
             }
             for r in await region_tree(session, warnings[0].id, access)
         }
-        rows = await session.execute(
-            select(Answer, Responder.name, Region.name, Call.id)
-            .join(Call, Call.id == Answer.call_id)
-            .join(Responder, Responder.id == Answer.responder_id)
-            .join(Region, Region.id == Call.region_id)
-            .where(Call.warning_id == warnings[0].id, region_condition(Call.region_id, access))
-            .order_by(Answer.id.desc())
-            .limit(LATEST_ANSWERS)
-        )
-        latest = [
-            {
-                "id": a.id,
-                "call_id": call_id,
-                "name": name,
-                "region": region,
-                "status": status_label(a.meaning, a.people),
-                "channel": a.channel,
-                "at": a.at.isoformat(),
-            }
-            for a, name, region, call_id in rows.all()
-        ]
+        latest = await latest_answers(session, warnings[0].id, access)
     return {"warnings": items, "answers": latest, "curve": curve, "regions": regions}
+
+
+async def latest_answers(
+    session: AsyncSession, warning_id: int, access: Access
+) -> list[dict[str, Any]]:
+    """The warning's `LATEST_ANSWERS` newest answers in the reader's scope, newest first."""
+    rows = await session.execute(
+        select(Answer, Responder.name, Region.name, Call.id)
+        .join(Call, Call.id == Answer.call_id)
+        .join(Responder, Responder.id == Answer.responder_id)
+        .join(Region, Region.id == Call.region_id)
+        .where(Call.warning_id == warning_id, region_condition(Call.region_id, access))
+        .order_by(Answer.id.desc())
+        .limit(LATEST_ANSWERS)
+    )
+    return [
+        {
+            "id": a.id,
+            "call_id": call_id,
+            "name": name,
+            "region": region,
+            "status": status_label(a.meaning, a.people),
+            "channel": a.channel,
+            "at": a.at.isoformat(),
+        }
+        for a, name, region, call_id in rows.all()
+    ]

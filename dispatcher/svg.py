@@ -58,9 +58,16 @@ def answer_curve_svg(points: Sequence[tuple[float, float]], total: int) -> Marku
         f"距预警发布（分钟）· 共 {total} 人</text>"
     )
     if points:
-        path = [f"M{x(0):.1f},{y(0):.1f}"]
+        steps: list[tuple[str, str]] = []
         for minutes, share in points:
-            path.append(f"H{x(minutes):.1f}V{y(share):.1f}")
+            end = (f"{x(minutes):.1f}", f"{y(share):.1f}")
+            if steps and steps[-1][0] == end[0]:
+                # the same 0.1 px column: only its last (highest) share shows, so tens of
+                # thousands of answers draw as one step per column, not one each
+                steps[-1] = end
+            else:
+                steps.append(end)
+        path = [f"M{x(0):.1f},{y(0):.1f}"] + [f"H{h}V{v}" for h, v in steps]
         parts.append(f'<path d="{" ".join(path)}" fill="none" stroke="#2a9d8f" stroke-width="2"/>')
     else:
         parts.append(

@@ -21,7 +21,7 @@ from dispatcher.api.session import AccessDep, region_or_404, warning_or_404
 from dispatcher.api.web import render_page
 from dispatcher.boards import broadcast_rows, task_rows
 from dispatcher.figures import SILENT_STATES, answer_curve, funnel, people, since_label
-from dispatcher.live import snapshot
+from dispatcher.live import latest_answers
 from dispatcher.models import Call, Region
 from dispatcher.summary import region_tree, warning_summary
 from dispatcher.svg import answer_curve_svg, rate_colour
@@ -66,7 +66,6 @@ async def warning_page(
     now = runtime.clock.now()
     tree = await region_tree(session, warning.id, scope)
     total, points = await answer_curve(session, warning, scope)
-    live = await snapshot(session, [warning], scope, now)
     return render_page(
         request,
         "warning.html",
@@ -90,7 +89,7 @@ async def warning_page(
             ),
             "broadcasts": await broadcast_rows(session, warning.id, scope),
             "tasks": await task_rows(session, scope, warning_id=warning.id),
-            "latest": live["answers"],
+            "latest": await latest_answers(session, warning.id, scope),
             "region_query": f"?region={node.code}" if node else "",
         },
     )
