@@ -42,9 +42,16 @@ async def funnel(session: AsyncSession, warning_id: int, access: Access) -> list
         )
 
     in_scope = _calls_in_scope(warning_id, access)
+    # A call's attempts carry its warning's id: unscoped, that index alone finds them,
+    # without matching 300,000 attempts against 100,000 calls.
+    of_calls = (
+        Attempt.call_id.in_(in_scope)
+        if access.region_path is not None
+        else (Attempt.warning_id == warning_id) & Attempt.call_id.is_not(None)
+    )
     counts = await session.execute(
         select(Attempt.channel, Attempt.provider, Attempt.status, func.count())
-        .where(Attempt.purpose == AttemptPurpose.CALL, Attempt.call_id.in_(in_scope))
+        .where(Attempt.purpose == AttemptPurpose.CALL, of_calls)
         .group_by(Attempt.channel, Attempt.provider, Attempt.status)
     )
     for channel, provider, status, count in counts.all():
@@ -76,15 +83,14 @@ async def answer_curve(
     session: AsyncSession, warning: Warning, access: Access
 ) -> tuple[int, list[tuple[float, float]]]:
     """(calls in scope, [(minutes since the warning came in, share answered by then)])."""
-    total = await session.scalar(
-        select(func.count()).select_from(_calls_in_scope(warning.id, access).subquery())
-    )
-    # the table's column, not the ORM attribute: tens of thousands of plain values
-    column = Call.__table__.c.answered_at
+    # the table's columns, not the ORM attributes: tens of thousands of plain values
+    calls = Call.__table__.c
+    in_scope = (calls.warning_id == warning.id) & region_condition(calls.region_id, access)
+    total = await session.scalar(select(func.count()).select_from(Call.__table__).where(in_scope))
     answered_at = await session.scalars(
-        select(column)
-        .where(Call.__table__.c.id.in_(_calls_in_scope(warning.id, access)), column.is_not(None))
-        .order_by(column)
+        select(calls.answered_at)
+        .where(in_scope, calls.answered_at.is_not(None))
+        .order_by(calls.answered_at)
     )
     points: list[tuple[float, float]] = []
     for index, at in enumerate(answered_at, start=1):

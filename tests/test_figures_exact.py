@@ -8,10 +8,13 @@ by one and compare, on both back ends. The curve draws one step per column (0.1 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 from sqlalchemy import select
 
-from dispatcher.models import Call, Region
+from dispatcher.figures import answer_curve, funnel
+from dispatcher.models import Attempt, Call, Region, Warning
+from dispatcher.summary import EVERYTHING
 from dispatcher.svg import CURVE_HEIGHT, CURVE_PAD, CURVE_WIDTH, answer_curve_svg
 from tests.scenario import County, county  # noqa: F401  (fixture)
 
@@ -51,6 +54,25 @@ async def test_summary_and_tree_equal_a_recount(county: County) -> None:  # noqa
     # the page shows the same figures and the answers credited to their channel
     page = (await county.client.get(f"/warnings/{warning}")).text
     assert "赵五" in page and "已转移7人" in page
+
+    async with county.runtime.db.sessions() as session:
+        attempts = list(
+            await session.scalars(
+                select(Attempt).where(Attempt.warning_id == warning, Attempt.purpose == "call")
+            )
+        )
+        root = await session.scalar(select(Region).where(Region.code == "441799000000"))
+        assert root is not None
+        whole = replace(EVERYTHING, region_path=root.path, region_code=root.code)
+        unscoped = await funnel(session, warning, EVERYTHING)
+        scoped = await funnel(session, warning, whole)
+        total, points = await answer_curve(session, await session.get(Warning, warning), whole)
+    # unscoped, the funnel finds a call's attempts by warning; scoped, through the calls
+    assert unscoped == scoped
+    by_channel = Counter((a.channel, a.provider or "—") for a in attempts)
+    assert {(r["channel"], r["provider"]): r["attempts"] for r in unscoped} == dict(by_channel)
+    assert sum(r["answered"] for r in unscoped) == 4
+    assert total == 11 and len(points) == 4 and points[-1][1] == 4 / 11
 
 
 def test_curve_draws_one_step_per_column() -> None:
