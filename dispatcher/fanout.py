@@ -16,12 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, insert, literal, select, true, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.bulk import id_in, insert_rows, reserve_ids
 from dispatcher.codes import pick_code
 from dispatcher.config import Policy, QuietHoursSettings
+from dispatcher.db import UTCDateTime
 from dispatcher.models import Attempt, Broadcast, Call, Contact, Warning
 from dispatcher.quiet_hours import defer
 from dispatcher.targeting import Target
@@ -224,7 +225,6 @@ CALL_COLUMNS = (
     "code",
 )
 ATTEMPT_COLUMNS = (
-    "id",
     "warning_id",
     "call_id",
     "responder_id",
@@ -247,16 +247,16 @@ async def create_calls(
     now: datetime,
     quiet: QuietHoursSettings | None = None,
 ) -> FanoutResult:
-    """A red warning may cover 100,000 people: ids are reserved first, so each call's
-    code is picked before its row is written, and the rows go in as bulk writes
-    (`dispatcher.bulk`), never an ORM object or a round trip per row."""
+    """A red warning may cover 100,000 people: call ids are reserved first, so each
+    call's code is picked before its row is written; the calls go in as one bulk write
+    (`dispatcher.bulk`) and their first attempts as one INSERT ... SELECT, never an ORM
+    object or a round trip per row."""
     result = FanoutResult()
     # A low-level warning at night waits for the morning when configured (never red/orange).
     send_at = defer(quiet, warning.level, now) if quiet is not None else now
     targeted = sorted(target.responders.items())
     responder_ids = [responder_id for responder_id, _ in targeted]
     taken = await _taken_codes(session, warning.id, responder_ids)
-    addresses = await first_addresses(session, responder_ids)
     call_ids = await reserve_ids(session, Call.__table__, len(targeted))  # type: ignore[arg-type]
     calls = [
         (
@@ -273,32 +273,7 @@ async def create_calls(
         for call_id, (responder_id, region_id) in zip(call_ids, targeted, strict=True)
     ]
     await insert_rows(session, Call.__table__, CALL_COLUMNS, calls)  # type: ignore[arg-type]
-    wanted = [
-        (call_id, responder_id, channel, address)
-        for call_id, (responder_id, _) in zip(call_ids, targeted, strict=True)
-        for channel in policy.channels
-        if (address := addresses.get(responder_id, {}).get(CONTACT_KIND[channel]))
-    ]
-    attempt_ids = await reserve_ids(session, Attempt.__table__, len(wanted))  # type: ignore[arg-type]
-    attempts = [
-        (
-            attempt_id,
-            warning.id,
-            call_id,
-            responder_id,
-            AttemptPurpose.CALL,
-            channel,
-            address,
-            AttemptStatus.QUEUED,
-            1,
-            send_at,
-            send_at,
-        )
-        for attempt_id, (call_id, responder_id, channel, address) in zip(
-            attempt_ids, wanted, strict=True
-        )
-    ]
-    await insert_rows(session, Attempt.__table__, ATTEMPT_COLUMNS, attempts)  # type: ignore[arg-type]
+    attempt_ids = await _first_attempts(session, warning.id, policy.channels, send_at)
     result.call_ids = call_ids
     result.attempt_ids = attempt_ids
     broadcasts = [
@@ -311,3 +286,70 @@ async def create_calls(
     await session.flush()
     result.broadcast_ids = [b.id for b in broadcasts]
     return result
+
+
+async def _first_attempts(
+    session: AsyncSession, warning_id: int, channels: list[str], at: datetime
+) -> list[int]:
+    """The first attempt of each of the warning's calls on each channel for which the
+    responder has a usable contact (its first by position), written by the database
+    from the calls and contacts in one statement: 300,000 addresses never travel to
+    Python and back. Ids ascend by call, then channel in the policy's order."""
+    if not channels:
+        return []
+    kinds = [
+        select(
+            literal(channel).label("channel"),
+            literal(CONTACT_KIND[channel]).label("kind"),
+            literal(order).label("ord"),
+        )
+        for order, channel in enumerate(channels)
+    ]
+    wanted = union_all(*kinds).subquery("wanted") if len(kinds) > 1 else kinds[0].subquery("wanted")
+    called = select(Call.responder_id).where(Call.warning_id == warning_id)
+    ranked = (
+        select(
+            Contact.responder_id,
+            Contact.kind,
+            Contact.value,
+            func.row_number()
+            .over(
+                partition_by=(Contact.responder_id, Contact.kind),
+                order_by=(Contact.position, Contact.id),
+            )
+            .label("rank"),
+        )
+        .where(
+            Contact.bad.is_(False),
+            Contact.responder_id.in_(called),
+        )
+        .subquery("ranked")
+    )
+    rows = (
+        select(
+            literal(warning_id),
+            Call.id,
+            Call.responder_id,
+            literal(str(AttemptPurpose.CALL)),
+            wanted.c.channel,
+            ranked.c.value,
+            literal(str(AttemptStatus.QUEUED)),
+            literal(1),
+            literal(at, UTCDateTime()),
+            literal(at, UTCDateTime()),
+        )
+        .select_from(Call)
+        .join(wanted, true())
+        .join(
+            ranked,
+            (ranked.c.responder_id == Call.responder_id)
+            & (ranked.c.kind == wanted.c.kind)
+            & (ranked.c.rank == 1),
+        )
+        .where(Call.warning_id == warning_id)
+        .order_by(Call.id, wanted.c.ord)
+    )
+    ids = await session.scalars(
+        insert(Attempt).from_select(ATTEMPT_COLUMNS, rows).returning(Attempt.id)
+    )
+    return sorted(ids)
