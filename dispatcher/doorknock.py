@@ -183,16 +183,18 @@ async def notify_assignee(
 
 
 async def open_silent_task(
-    session: AsyncSession, call: Call, now: datetime, accept_within: timedelta
+    session: AsyncSession,
+    warning_id: int,
+    region: Region,
+    silent_responder_id: int,
+    now: datetime,
+    accept_within: timedelta,
 ) -> tuple[DoorKnockTask, bool]:
-    """The call's region's task (opened if need be); the caller tells a new task's assignee."""
-    region = await session.get(Region, call.region_id)
-    assert region is not None
-    task, created = await _open_task(
-        session, call.warning_id, region, "silent", {call.responder_id}, now, accept_within
+    """The region's task for the warning's silent calls, opened if need be; the caller
+    points the calls at it and tells a new task's assignee."""
+    return await _open_task(
+        session, warning_id, region, "silent", {silent_responder_id}, now, accept_within
     )
-    call.door_knock_task_id = task.id
-    return task, created
 
 
 async def open_speaker_task(

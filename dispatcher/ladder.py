@@ -5,31 +5,73 @@ the warning, so a throttled send is not punished. Each step runs `at_min` minute
 that: `call_again` on the listed channels, `call_backup`, `notify_supervisor` and
 `notify_up` (queued as `LadderNotice`s and sent as one digest per person by
 `dispatcher.digests`), and `door_knock` (the region's task; its assignee is told once the
-sweep's batch is done, so the message lists everyone silent there). A call that could not
-be delivered on any channel jumps straight to the door-knock step. Quiet hours defer a
-low-level call's steps to the morning. Everything here runs in the caller's transaction.
+chunk's steps are done, so the message lists everyone silent there). A call that could
+not be delivered on any channel jumps straight to the door-knock step. Quiet hours defer
+a low-level call's steps to the morning.
+
+`apply_steps` moves a whole chunk of due calls one rung on at once: it sorts them by the
+step they take and does each step's work for all of them together
+(`dispatcher.step_work`), then writes the calls and the audit rows in bulk. Everything
+runs in the caller's transaction, which holds the calls' locks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatcher.audit import record
-from dispatcher.config import LadderStep, Policy, Settings
-from dispatcher.doorknock import open_silent_task
-from dispatcher.fanout import assign_codes, call_attempts, first_addresses
-from dispatcher.models import Attempt, Call, DoorKnockTask, Duty, LadderNotice, Region, Responder
+from dispatcher import step_work
+from dispatcher.config import Policy, Settings
+from dispatcher.models import Attempt, AuditEvent, Call
 from dispatcher.models import Warning as WarningRow
 from dispatcher.quiet_hours import quiet_until
 from dispatcher.vocabulary import OPEN_CALL_STATES, AttemptPurpose, CallState
 
 if TYPE_CHECKING:
     from dispatcher.runtime import Runtime
+
+# What the sweep reads of a due call: plain values, not ORM objects (it moves thousands).
+DUE_COLUMNS = (
+    Call.id,
+    Call.warning_id,
+    Call.responder_id,
+    Call.region_id,
+    Call.origin,
+    Call.state,
+    Call.escalation_step,
+    Call.next_step_at,
+    Call.door_knock_task_id,
+    WarningRow.level,
+)
+
+
+@dataclass(frozen=True)
+class DueCall:
+    """A due call the sweep has locked, with its warning's level (`DUE_COLUMNS`)."""
+
+    id: int
+    warning_id: int
+    responder_id: int
+    region_id: int
+    origin: str
+    state: str
+    escalation_step: int
+    next_step_at: datetime | None
+    door_knock_task_id: int | None
+    level: str
+
+
+@dataclass
+class StepOutcome:
+    """What a chunk of steps did: how many steps ran, and the sends to enqueue on commit."""
+
+    applied: int = 0
+    attempt_ids: list[int] = field(default_factory=list)
 
 
 def step_gap(policy: Policy, index: int) -> timedelta:
@@ -64,141 +106,80 @@ def undeliverable_target(policy: Policy) -> int | None:
     return index
 
 
-@dataclass
-class StepBatch:
-    """What a batch of steps leaves to do before its transaction commits."""
+async def apply_steps(
+    runtime: Runtime, session: AsyncSession, calls: Sequence[DueCall], now: datetime
+) -> StepOutcome:
+    """Take each call's next ladder step (or defer it, or close a finished ladder).
 
-    new_tasks: dict[int, DoorKnockTask] = field(default_factory=dict)
-    applied: int = 0
-
-
-async def apply_step(
-    runtime: Runtime, session: AsyncSession, call: Call, now: datetime, batch: StepBatch
-) -> None:
-    warning = await session.get(WarningRow, call.warning_id)
-    assert warning is not None
-    policy = runtime.settings.policy_for(warning.level)
-    index = call.escalation_step
-    if index >= len(policy.ladder):
-        call.state, call.next_step_at = CallState.UNANSWERED, None
-        return
-    if (morning := quiet_until(runtime.settings.quiet_hours, warning.level, now)) is not None:
-        call.next_step_at = morning
-        record(
-            session,
-            now,
-            "call.deferred",
-            warning_id=call.warning_id,
-            call_id=call.id,
-            detail={"until": morning.isoformat()},
-        )
-        return
-    step = policy.ladder[index]
-    detail: dict[str, object] = {"step": index + 1, "kind": step.step}
-    responder = await session.get(Responder, call.responder_id)
-    assert responder is not None
-    if step.step == "call_again":
-        contacts = (await first_addresses(session, [call.responder_id])).get(call.responder_id, {})
-        session.add_all(call_attempts(call, contacts, step.channels, now, try_number=index + 2))
-    elif step.step == "call_backup":
-        detail["backup"] = await _call_backup(session, call, responder, policy, now)
-    elif step.step == "notify_supervisor":
-        detail["supervisor"] = responder.supervisor_id
-        if responder.supervisor_id is not None:
-            await _queue_notice(session, call, "supervisor", responder.supervisor_id, now)
-    elif step.step == "notify_up":
-        told = await _notify_up(session, call, step, now)
-        detail["told"] = told
-    elif step.step == "door_knock":
-        task, created = await open_silent_task(
-            session, call, now, timedelta(minutes=policy.task_accept_within_min)
-        )
-        if created:
-            batch.new_tasks[task.id] = task
-        detail["task"] = task.id
-    call.escalation_step = index + 1
-    if index + 1 < len(policy.ladder):
-        call.state = CallState.ESCALATED
-        # From when this step was due, not when the sweep got to it: no drift.
-        call.next_step_at = (call.next_step_at or now) + step_gap(policy, index + 1)
-    else:
-        call.state, call.next_step_at = CallState.UNANSWERED, None
-    batch.applied += 1
-    record(
-        session, now, "call.escalated", warning_id=call.warning_id, call_id=call.id, detail=detail
-    )
-
-
-async def _queue_notice(
-    session: AsyncSession, call: Call, kind: str, recipient_id: int, now: datetime
-) -> bool:
-    exists = await session.scalar(
-        select(LadderNotice.id).where(
-            LadderNotice.call_id == call.id,
-            LadderNotice.kind == kind,
-            LadderNotice.recipient_id == recipient_id,
-        )
-    )
-    if exists is not None:
-        return False
-    session.add(LadderNotice(call_id=call.id, kind=kind, recipient_id=recipient_id, created_at=now))
-    return True
+    The new sends are inserted with `enqueued_at` set: the caller enqueues them once the
+    transaction commits (and the sweep's requeue finds them if that enqueue is lost).
+    """
+    settings = runtime.settings
+    outcome = StepOutcome()
+    work = step_work.Steps()
+    changes: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    details: dict[int, dict[str, Any]] = {}
+    mornings = {
+        level: quiet_until(settings.quiet_hours, level, now) for level in {c.level for c in calls}
+    }
+    for call in calls:
+        policy = settings.policy_for(call.level)
+        index = call.escalation_step
+        change: dict[str, Any] = {
+            "id": call.id,
+            "state": call.state,
+            "escalation_step": index,
+            "next_step_at": call.next_step_at,
+            "door_knock_task_id": call.door_knock_task_id,
+        }
+        changes.append(change)
+        if index >= len(policy.ladder):
+            change.update(state=CallState.UNANSWERED, next_step_at=None)
+            continue
+        if (morning := mornings[call.level]) is not None:
+            change["next_step_at"] = morning
+            events.append(_event(now, "call.deferred", call, {"until": morning.isoformat()}))
+            continue
+        step = policy.ladder[index]
+        work.add(call, policy, step, index)
+        details[call.id] = {"step": index + 1, "kind": step.step}
+        change["escalation_step"] = index + 1
+        if index + 1 < len(policy.ladder):
+            change["state"] = CallState.ESCALATED
+            # From when this step was due, not when the sweep got to it: no drift.
+            change["next_step_at"] = (call.next_step_at or now) + step_gap(policy, index + 1)
+        else:
+            change.update(state=CallState.UNANSWERED, next_step_at=None)
+        outcome.applied += 1
+    done = await work.run(session, now)
+    for call_id, extra in done.details.items():
+        details[call_id].update(extra)
+    for change in changes:
+        change["door_knock_task_id"] = done.task_of.get(change["id"], change["door_knock_task_id"])
+    if changes:
+        await session.execute(update(Call), changes)
+    events += [
+        _event(now, "call.escalated", call, details[call.id])
+        for call in calls
+        if call.id in details
+    ]
+    if events:
+        await session.execute(insert(AuditEvent), events)
+    outcome.attempt_ids = done.attempt_ids
+    # Told once the calls point at their task, so the message names everyone silent there.
+    for task in done.new_tasks:
+        handovers = await step_work.hand_over(runtime, session, task, now)
+        outcome.attempt_ids += [attempt.id for attempt in handovers]
+    return outcome
 
 
-async def _notify_up(session: AsyncSession, call: Call, step: LadderStep, now: datetime) -> int:
-    """Tell the duty office of the region level above, e.g. the county's duty officers."""
-    region = await session.get(Region, call.region_id)
-    assert region is not None
-    codes = [code for code in region.path.strip("/").split("/") if code]
-    ancestor = await session.scalar(
-        select(Region.id).where(Region.code.in_(codes), Region.level == step.level)
-    )
-    if ancestor is None:
-        return 0
-    recipients = list(
-        await session.scalars(
-            select(Responder.id)
-            .join(Duty, Duty.responder_id == Responder.id)
-            .where(
-                Duty.region_id == ancestor,
-                Responder.role.in_(step.notify_roles()),
-                Responder.active.is_(True),
-                Responder.id != call.responder_id,
-            )
-            .order_by(Responder.id)
-        )
-    )
-    for recipient_id in recipients:
-        await _queue_notice(session, call, "up", recipient_id, now)
-    return len(recipients)
-
-
-async def _call_backup(
-    session: AsyncSession, call: Call, responder: Responder, policy: Policy, now: datetime
-) -> int | None:
-    """Call the backup too; their answer never stands for the silent person's."""
-    if call.origin == "backup" or responder.backup_id is None:
-        return None
-    existing = await session.scalar(
-        select(Call).where(
-            Call.warning_id == call.warning_id, Call.responder_id == responder.backup_id
-        )
-    )
-    if existing is not None:
-        return responder.backup_id
-    backup_call = Call(
-        warning_id=call.warning_id,
-        responder_id=responder.backup_id,
-        region_id=call.region_id,
-        origin="backup",
-        backup_for_call_id=call.id,
-        state=CallState.PENDING,
-        started_at=now,
-        next_step_at=None,
-    )
-    session.add(backup_call)
-    await session.flush()
-    await assign_codes(session, [backup_call])
-    contacts = (await first_addresses(session, [responder.backup_id])).get(responder.backup_id, {})
-    session.add_all(call_attempts(backup_call, contacts, policy.channels, now))
-    return responder.backup_id
+def _event(now: datetime, kind: str, call: DueCall, detail: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "at": now,
+        "kind": kind,
+        "warning_id": call.warning_id,
+        "call_id": call.id,
+        "actor": "system",
+        "detail": detail,
+    }
