@@ -11,28 +11,28 @@ back and the next sweep, in any worker, does the work once. The phases, in order
 4. door-knock tasks nobody accepted in time go to the supervisor;
 5. speakers that never confirmed playback are failed; due sends are re-enqueued.
 
-Due calls are stepped a chunk of `worker.sweep_batch` (at most `MAX_CHUNK`) per
-transaction, each chunk in bulk (`dispatcher.ladder.apply_steps`): a sweep over 100,000
-silent calls is a few hundred statements, not a few per call. The sends a chunk creates
-are enqueued as soon as it commits. Nothing here acts on a call or warning that is no
-longer open (answered, cancelled, expired): every query filters on the warning's and the
-call's state.
+Every phase works through all that is due, a chunk of `worker.sweep_batch` rows (at most
+`MAX_CHUNK`) per transaction, and works on a chunk in bulk: a sweep over 100,000 silent
+calls is a few hundred statements, not a few per call. The sends a chunk creates are
+enqueued as soon as it commits. Nothing here acts on a call or warning that is no longer
+open (answered, cancelled, expired): every query filters on the warning's and the call's
+state.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, insert, or_, select, update
 
-from dispatcher.audit import record
 from dispatcher.digests import escalate_tasks, send_digests
 from dispatcher.doorknock import open_speaker_task
 from dispatcher.ladder import DUE_COLUMNS, DueCall, apply_steps, undeliverable_target
 from dispatcher.lifecycle import expire_due
-from dispatcher.models import Attempt, Broadcast, Call, Warning
+from dispatcher.models import Attempt, AuditEvent, Broadcast, Call, Warning
 from dispatcher.runtime import Runtime
 from dispatcher.vocabulary import (
     LEVELS,
@@ -99,7 +99,6 @@ async def _jump_undeliverable(runtime: Runtime) -> int:
     Undeliverable: no send of the call is queued, in flight, accepted or delivered (every
     one failed, or the person has no usable contact), and it has not reached that step.
     """
-    now = runtime.clock.now()
     targets = {level: undeliverable_target(runtime.settings.policy_for(level)) for level in LEVELS}
     behind = [
         and_(Warning.level == level, Call.escalation_step < target)
@@ -113,36 +112,54 @@ async def _jump_undeliverable(runtime: Runtime) -> int:
         Attempt.purpose == AttemptPurpose.CALL,
         Attempt.status.in_(LIVE_ATTEMPT_STATES),
     )
-    async with runtime.db.transaction() as session:
-        rows = (
-            await session.execute(
-                select(Call, Warning.level)
-                .join(Warning, Warning.id == Call.warning_id)
-                .where(
-                    Call.state.in_(OPEN_CALL_STATES),
-                    Warning.state == "active",
-                    or_(*behind),
-                    ~live,
+    size, jumped = chunk_size(runtime), 0
+    while True:
+        now = runtime.clock.now()
+        async with runtime.db.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(Call.id, Call.warning_id, Warning.level)
+                    .join(Warning, Warning.id == Call.warning_id)
+                    .where(
+                        Call.state.in_(OPEN_CALL_STATES),
+                        Warning.state == "active",
+                        or_(*behind),
+                        ~live,
+                    )
+                    .order_by(Call.id)
+                    .limit(size)
+                    .with_for_update(skip_locked=True, of=Call)
                 )
-                .order_by(Call.id)
-                .limit(runtime.settings.worker.sweep_batch)
-                .with_for_update(skip_locked=True, of=Call)
-            )
-        ).all()
-        for call, level in rows:
-            target = targets[level]
-            assert target is not None
-            call.escalation_step = target
-            call.next_step_at = now
-            record(
-                session,
-                now,
-                "call.undeliverable",
-                warning_id=call.warning_id,
-                call_id=call.id,
-                detail={"jump_to_step": target + 1},
-            )
-        return len(rows)
+            ).all()
+            by_target: dict[int, list[int]] = defaultdict(list)
+            for call_id, _, level in rows:
+                target = targets[level]
+                assert target is not None
+                by_target[target].append(call_id)
+            for target, call_ids in by_target.items():
+                await session.execute(
+                    update(Call)
+                    .where(Call.id.in_(call_ids))
+                    .values(escalation_step=target, next_step_at=now)
+                )
+            if rows:
+                await session.execute(
+                    insert(AuditEvent),
+                    [
+                        {
+                            "at": now,
+                            "kind": "call.undeliverable",
+                            "warning_id": warning_id,
+                            "call_id": call_id,
+                            "actor": "system",
+                            "detail": {"jump_to_step": targets[level] + 1},  # type: ignore[operator]
+                        }
+                        for call_id, warning_id, level in rows
+                    ],
+                )
+        jumped += len(rows)
+        if len(rows) < size:
+            return jumped
 
 
 async def _apply_due_steps(runtime: Runtime) -> int:
@@ -195,7 +212,8 @@ async def _fail_silent_speakers(runtime: Runtime) -> int:
 
 
 async def _requeue(runtime: Runtime) -> int:
-    """Enqueue what is due but not in flight; arq's job ids make repeats harmless."""
+    """Enqueue what is due but not in flight, a chunk at a time; arq's job ids make
+    repeats harmless."""
     now = runtime.clock.now()
     worker = runtime.settings.worker
     quiet_since = now - timedelta(seconds=worker.requeue_after_s)
@@ -208,34 +226,42 @@ async def _requeue(runtime: Runtime) -> int:
             )
             .values(status=AttemptStatus.QUEUED)
         )
-        due = or_(Attempt.enqueued_at.is_(None), Attempt.enqueued_at <= quiet_since)
-        attempt_ids = list(
-            await session.scalars(
-                select(Attempt.id)
-                .where(Attempt.status == AttemptStatus.QUEUED, Attempt.due_at <= now, due)
-                .limit(worker.sweep_batch)
-            )
-        )
-        broadcast_due = or_(Broadcast.enqueued_at.is_(None), Broadcast.enqueued_at <= quiet_since)
-        broadcast_ids = list(
-            await session.scalars(
-                select(Broadcast.id)
-                .where(
-                    Broadcast.status == BroadcastStatus.QUEUED,
-                    Broadcast.due_at <= now,
-                    broadcast_due,
+    size, requeued = chunk_size(runtime), 0
+    while True:
+        # Each chunk is marked enqueued before it is enqueued, so the next one moves on.
+        async with runtime.db.transaction() as session:
+            due = or_(Attempt.enqueued_at.is_(None), Attempt.enqueued_at <= quiet_since)
+            attempt_ids = list(
+                await session.scalars(
+                    select(Attempt.id)
+                    .where(Attempt.status == AttemptStatus.QUEUED, Attempt.due_at <= now, due)
+                    .limit(size)
                 )
-                .limit(worker.sweep_batch)
             )
-        )
-        if attempt_ids:
-            await session.execute(
-                update(Attempt).where(Attempt.id.in_(attempt_ids)).values(enqueued_at=now)
+            broadcast_due = or_(
+                Broadcast.enqueued_at.is_(None), Broadcast.enqueued_at <= quiet_since
             )
-        if broadcast_ids:
-            await session.execute(
-                update(Broadcast).where(Broadcast.id.in_(broadcast_ids)).values(enqueued_at=now)
+            broadcast_ids = list(
+                await session.scalars(
+                    select(Broadcast.id)
+                    .where(
+                        Broadcast.status == BroadcastStatus.QUEUED,
+                        Broadcast.due_at <= now,
+                        broadcast_due,
+                    )
+                    .limit(size)
+                )
             )
-    await runtime.queue.enqueue_attempts(attempt_ids)
-    await runtime.queue.enqueue_broadcasts(broadcast_ids)
-    return len(attempt_ids) + len(broadcast_ids)
+            if attempt_ids:
+                await session.execute(
+                    update(Attempt).where(Attempt.id.in_(attempt_ids)).values(enqueued_at=now)
+                )
+            if broadcast_ids:
+                await session.execute(
+                    update(Broadcast).where(Broadcast.id.in_(broadcast_ids)).values(enqueued_at=now)
+                )
+        await runtime.queue.enqueue_attempts(attempt_ids)
+        await runtime.queue.enqueue_broadcasts(broadcast_ids)
+        requeued += len(attempt_ids) + len(broadcast_ids)
+        if len(attempt_ids) < size and len(broadcast_ids) < size:
+            return requeued
