@@ -11,6 +11,8 @@ the insert itself, each done the fast way on each back end.
   IMMEDIATE (`dispatcher.db`) until it commits.
 * `insert_rows`: PostgreSQL COPY through the session's own asyncpg connection (so in the
   same transaction), Core executemany on SQLite.
+* `update_rows`: many rows each set to its own values, by id: on PostgreSQL one UPDATE
+  joined to the columns sent as arrays (`unnest`), Core executemany on SQLite.
 """
 
 from __future__ import annotations
@@ -20,7 +22,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, String, Table, bindparam, func, insert, select, text
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -64,11 +78,14 @@ def _copy_records(
     table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> list[tuple[Any, ...]]:
     """The rows as COPY takes them: COPY bypasses UTCDateTime's bind processing, so its
-    columns get naive UTC here, as that type would store them."""
+    columns get naive UTC here, as that type would store them (and JSON its text)."""
     utc_columns = [
         index for index, name in enumerate(columns) if isinstance(table.c[name].type, UTCDateTime)
     ]
-    if not utc_columns:
+    json_columns = [
+        index for index, name in enumerate(columns) if isinstance(table.c[name].type, JSON)
+    ]
+    if not utc_columns and not json_columns:
         return [tuple(row) for row in rows]
     converted: dict[datetime, datetime] = {}
 
@@ -84,6 +101,8 @@ def _copy_records(
         record = list(row)
         for index in utc_columns:
             record[index] = naive(record[index])
+        for index in json_columns:
+            record[index] = json.dumps(record[index])
         records.append(tuple(record))
     return records
 
@@ -103,4 +122,43 @@ async def insert_rows(
     assert driver is not None
     await driver.copy_records_to_table(
         table.name, records=_copy_records(table, columns, rows), columns=list(columns)
+    )
+
+
+async def update_rows(
+    session: AsyncSession, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Set each row's columns (`columns[0]` is the id, the others the new values)."""
+    if not rows:
+        return
+    key, values = columns[0], list(columns[1:])
+    if not _is_postgresql(session):
+        statement = (
+            update(table)
+            .where(table.c[key] == bindparam(f"b_{key}"))
+            .values({name: bindparam(f"b_{name}") for name in values})
+        )
+        await session.execute(
+            statement,
+            [{f"b_{name}": v for name, v in zip(columns, row, strict=True)} for row in rows],
+        )
+        return
+    dialect = session.get_bind().dialect
+    quote = dialect.identifier_preparer.quote
+    records = _copy_records(table, columns, rows)
+    arrays, casts = {}, []
+    for number, name in enumerate(columns):
+        kind = table.c[name].type
+        kind = kind.impl_instance if isinstance(kind, UTCDateTime) else kind
+        arrays[f"p{number}"] = [record[number] for record in records]
+        casts.append(f"CAST(:p{number} AS {kind.compile(dialect)}[])")
+    names = ", ".join(quote(name) for name in columns)
+    assignments = ", ".join(f"{quote(name)} = v.{quote(name)}" for name in values)
+    # Table and column names come from the models, never from input.
+    await session.execute(
+        text(
+            f"UPDATE {table.name} SET {assignments} FROM unnest({', '.join(casts)}) AS v({names}) "
+            f"WHERE {table.name}.{quote(key)} = v.{quote(key)}"
+        ),
+        arrays,
     )

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher import step_work
+from dispatcher.bulk import insert_rows, update_rows
 from dispatcher.config import Policy, Settings
-from dispatcher.models import Attempt, AuditEvent, Call
+from dispatcher.models import Attempt, Base, Call
 from dispatcher.models import Warning as WarningRow
 from dispatcher.quiet_hours import quiet_until
 from dispatcher.vocabulary import OPEN_CALL_STATES, AttemptPurpose, CallState
@@ -48,6 +48,11 @@ DUE_COLUMNS = (
     Call.door_knock_task_id,
     WarningRow.level,
 )
+
+
+CALLS, AUDIT = Base.metadata.tables["calls"], Base.metadata.tables["audit_events"]
+# What a step changes in a call, id first (the keys of `apply_steps`'s changes, in order).
+CALL_COLUMNS = ["id", "state", "escalation_step", "next_step_at", "door_knock_task_id"]
 
 
 @dataclass(frozen=True)
@@ -158,14 +163,14 @@ async def apply_steps(
     for change in changes:
         change["door_knock_task_id"] = done.task_of.get(change["id"], change["door_knock_task_id"])
     if changes:
-        await session.execute(update(Call), changes)
+        await update_rows(session, CALLS, CALL_COLUMNS, [list(c.values()) for c in changes])
     events += [
         _event(now, "call.escalated", call, details[call.id])
         for call in calls
         if call.id in details
     ]
     if events:
-        await session.execute(insert(AuditEvent), events)
+        await insert_rows(session, AUDIT, list(events[0]), [list(e.values()) for e in events])
     outcome.attempt_ids = done.attempt_ids
     # Told once the calls point at their task, so the message names everyone silent there.
     for task in done.new_tasks:

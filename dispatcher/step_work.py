@@ -15,19 +15,32 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatcher.bulk import insert_rows, reserve_ids
 from dispatcher.config import LadderStep, Policy
 from dispatcher.doorknock import OPEN_TASK_STATES, notify_assignee, open_silent_task
 from dispatcher.fanout import CONTACT_KIND, assign_codes, first_addresses
-from dispatcher.models import Attempt, Call, DoorKnockTask, Duty, LadderNotice, Region, Responder
+from dispatcher.models import (
+    Attempt,
+    Base,
+    Call,
+    DoorKnockTask,
+    Duty,
+    LadderNotice,
+    Region,
+    Responder,
+)
 from dispatcher.vocabulary import AttemptPurpose, AttemptStatus, CallState
 
 if TYPE_CHECKING:
     from dispatcher.ladder import DueCall
     from dispatcher.runtime import Runtime
+
+
+ATTEMPTS, NOTICES = Base.metadata.tables["attempts"], Base.metadata.tables["ladder_notices"]
 
 
 @dataclass
@@ -134,13 +147,18 @@ def _send_row(
 
 
 async def _insert_sends(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+    """Write the sends (ids reserved first, then COPY on PostgreSQL); returns their ids."""
     if not rows:
         return []
-    return list(
-        await session.scalars(
-            insert(Attempt).returning(Attempt.id, sort_by_parameter_order=True), rows
-        )
+    ids = await reserve_ids(session, ATTEMPTS, len(rows))
+    columns = ["id", *rows[0]]
+    await insert_rows(
+        session,
+        ATTEMPTS,
+        columns,
+        [[id_, *row.values()] for id_, row in zip(ids, rows, strict=True)],
     )
+    return ids
 
 
 async def _call_again(
@@ -324,7 +342,7 @@ async def _queue_notices(
                 }
             )
     if new:
-        await session.execute(insert(LadderNotice), new)
+        await insert_rows(session, NOTICES, list(new[0]), [list(row.values()) for row in new])
 
 
 async def _open_tasks(
