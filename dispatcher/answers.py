@@ -44,8 +44,14 @@ async def record_answer(
     note: str | None = None,
     notify: list[Attempt],
     renderer: Renderer,
+    cancel_later: list[int] | None = None,
 ) -> bool:
-    """Record one status change for one call; returns whether the call changed."""
+    """Record one status change for one call; returns whether the call changed.
+
+    With `cancel_later`, a first answer's call id is added to it instead of cancelling
+    the call's queued sends here: the caller, answering many calls, cancels them all in
+    one statement (`cancel_queued_sends`) before it commits.
+    """
     session.add(
         Answer(
             call_id=call.id,
@@ -74,15 +80,10 @@ async def record_answer(
         call.state = CallState.ANSWERED
         call.answered_at = now
         call.next_step_at = None
-        await session.execute(
-            update(Attempt)
-            .where(
-                Attempt.call_id == call.id,
-                Attempt.status == AttemptStatus.QUEUED,
-                Attempt.purpose == AttemptPurpose.CALL,
-            )
-            .values(status=AttemptStatus.CANCELLED, updated_at=now)
-        )
+        if cancel_later is None:
+            await cancel_queued_sends(session, [call.id], now)
+        else:
+            cancel_later.append(call.id)
     if meaning == Meaning.HELP and call.answer_meaning != Meaning.HELP:
         notice = await help_notice(session, call, now, renderer)
         if notice is not None:
@@ -105,6 +106,21 @@ async def record_answer(
         detail=detail,
     )
     return changed
+
+
+async def cancel_queued_sends(session: AsyncSession, call_ids: list[int], now: datetime) -> None:
+    """Answered calls need no more calling: their sends not yet taken are cancelled."""
+    if not call_ids:
+        return
+    await session.execute(
+        update(Attempt)
+        .where(
+            Attempt.call_id.in_(call_ids),
+            Attempt.status == AttemptStatus.QUEUED,
+            Attempt.purpose == AttemptPurpose.CALL,
+        )
+        .values(status=AttemptStatus.CANCELLED, updated_at=now)
+    )
 
 
 async def help_notice(

@@ -35,7 +35,7 @@ from dispatcher.fanout import mark_contact_bad, new_attempt
 from dispatcher.ladder import note_delivery
 from dispatcher.models import Attempt, Broadcast, Call, Warning
 from dispatcher.runtime import Runtime
-from dispatcher.text_replies import handle_text
+from dispatcher.text_replies import handle_texts
 from dispatcher.vocabulary import (
     OPEN_CALL_STATES,
     AttemptPurpose,
@@ -111,9 +111,17 @@ class Applied:
 
 
 async def apply_events(runtime: Runtime, events: list[Event], provider: str) -> Applied:
-    """Apply events in one transaction, then enqueue the texts they call for."""
-    to_send: list[Attempt] = []
+    """Apply events in one transaction, then enqueue the texts they call for.
+
+    A callback of nothing but texts (an SMS reply) is recorded together with the other
+    replies arriving at the same time (`dispatcher.reply_batches`).
+    """
     applied = Applied()
+    texts = [(event, provider) for event in events if isinstance(event, InboundText)]
+    if texts and len(texts) == len(events):
+        await runtime.replies.record(runtime, texts)
+        return applied
+    to_send: list[Attempt] = []
     async with runtime.db.transaction() as session:
         now = runtime.clock.now()
         for event in events:
@@ -121,7 +129,7 @@ async def apply_events(runtime: Runtime, events: list[Event], provider: str) -> 
                 found_delivery = await _on_delivery(runtime, session, event, provider, now, to_send)
                 applied.unmatched += not found_delivery
             elif isinstance(event, InboundText):
-                await handle_text(runtime, session, event, provider, now, to_send)
+                await handle_texts(runtime, session, [(event, provider)], now, to_send)
             elif isinstance(event, DirectReply):
                 found = await _on_direct(runtime, session, event, provider, now, to_send)
                 applied.unmatched += found is None

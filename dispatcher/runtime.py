@@ -7,7 +7,7 @@ Tests build their own with a `ManualClock`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -22,6 +22,7 @@ from dispatcher.providers import Providers
 from dispatcher.queue import Queue, RedisHandle, open_redis
 from dispatcher.ratelimit import RateLimiter
 from dispatcher.recipient_limits import RecipientLimiter
+from dispatcher.reply_batches import ReplyBatcher
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Runtime:
     breakers: CircuitBreakers
     recipients: RecipientLimiter
     owns_redis: bool = True
+    replies: ReplyBatcher = field(default_factory=ReplyBatcher)
 
     async def aclose(self) -> None:
         await self.providers.aclose()

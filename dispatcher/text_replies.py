@@ -8,6 +8,9 @@ text back and is kept in the supervisors' inbox, never dropped.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -15,10 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import InboundText
-from dispatcher.answers import open_calls_of, record_answer
+from dispatcher.answers import cancel_queued_sends, open_calls_of, record_answer
 from dispatcher.audit import record
 from dispatcher.fanout import new_attempt
-from dispatcher.models import Attempt, Contact, InboxMessage, Region, Warning
+from dispatcher.models import Attempt, Call, Contact, InboxMessage, Region, Warning
 from dispatcher.phones import try_normalize_phone
 from dispatcher.replies import Reply, read_reply
 from dispatcher.tasks import change_status, open_tasks_of
@@ -28,20 +31,121 @@ if TYPE_CHECKING:
     from dispatcher.runtime import Runtime
 
 
-async def handle_text(
+# An inbound text and the name of the provider it came through.
+Text = tuple[InboundText, str]
+
+
+async def handle_texts(
+    runtime: Runtime,
+    session: AsyncSession,
+    texts: Sequence[Text],
+    now: datetime,
+    to_send: list[Attempt],
+) -> None:
+    """Take texts in the order they came, as if one after another, in the caller's
+    transaction. Their senders and open calls are looked up (and locked) together, and
+    the answered calls' queued sends cancelled together: a burst of replies costs a few
+    statements per batch, not a few per reply."""
+    phones = [try_normalize_phone(event.sender) or event.sender for event, _ in texts]
+    readings = [read_reply(event.text) for event, _ in texts]
+    senders = await responders_by_phone(session, phones)
+    answering = {
+        r
+        for phone, reply in zip(phones, readings, strict=True)
+        if not reply.done
+        for r in senders.get(phone, [])
+    }
+    calls_of: dict[int, list[Call]] = defaultdict(list)
+    for call in await open_calls_of(session, sorted(answering)):
+        calls_of[call.responder_id].append(call)
+    answered = Answered(to_send)
+    replies: list[tuple[str, int | None, str, dict[str, object]]] = []
+    for (event, provider), phone, reply in zip(texts, phones, readings, strict=True):
+        responder_ids = senders.get(phone, [])
+        calls = sorted((c for r in responder_ids for c in calls_of.get(r, [])), key=_call_id)
+        template, context, keep = await _take_text(
+            runtime, session, event, provider, phone, reply, responder_ids, calls, now, answered
+        )
+        if keep is not None:
+            session.add(
+                InboxMessage(
+                    at=now,
+                    phone=phone,
+                    responder_id=responder_ids[0] if responder_ids else None,
+                    text=event.text[:2000],
+                    reason=keep,
+                    provider=provider,
+                )
+            )
+        replies.append((phone, responder_ids[0] if responder_ids else None, template, context))
+    await cancel_queued_sends(session, answered.call_ids, now)
+    headlines = await _headlines(session, {w for _, ids in answered.thanks for w in ids})
+    for context, warning_ids in answered.thanks:
+        context["headlines"] = "、".join(headlines[w] for w in sorted(warning_ids))
+    for phone, responder_id, template, context in replies:
+        answer = new_attempt(
+            call=None,
+            warning_id=None,
+            responder_id=responder_id,
+            purpose=AttemptPurpose.REPLY,
+            channel="sms",
+            address=phone,
+            now=now,
+            body=runtime.renderer.render(template, **context),
+        )
+        session.add(answer)
+        to_send.append(answer)
+
+
+async def responders_by_phone(session: AsyncSession, phones: Sequence[str]) -> dict[str, list[int]]:
+    """phone -> the responders with that number (a shared phone answers for all of them)."""
+    found: dict[str, list[int]] = defaultdict(list)
+    if not phones:
+        return found
+    rows = await session.execute(
+        select(Contact.value, Contact.responder_id)
+        .where(Contact.kind == "phone", Contact.value.in_(set(phones)))
+        .order_by(Contact.id)
+    )
+    for phone, responder_id in rows:
+        if responder_id not in found[phone]:
+            found[phone].append(responder_id)
+    return found
+
+
+@dataclass
+class Answered:
+    """What answering texts leaves for the end of the batch."""
+
+    # Help notices and the like, to enqueue with the replies.
+    to_send: list[Attempt]
+    # Calls answered for the first time, whose queued sends are cancelled together.
+    call_ids: list[int] = field(default_factory=list)
+    # Each thank-you's context and the warnings it answered, whose headlines it names.
+    thanks: list[tuple[dict[str, object], set[int]]] = field(default_factory=list)
+
+
+def _call_id(call: Call) -> int:
+    return call.id
+
+
+def _chosen(call: Call, reply: Reply) -> bool:
+    return reply.code is None or call.code == reply.code
+
+
+async def _take_text(
     runtime: Runtime,
     session: AsyncSession,
     event: InboundText,
     provider: str,
+    phone: str,
+    reply: Reply,
+    responder_ids: list[int],
+    calls: list[Call],
     now: datetime,
-    to_send: list[Attempt],
-) -> None:
-    phone = try_normalize_phone(event.sender) or event.sender
-    responder_ids = list(
-        await session.scalars(
-            select(Contact.responder_id).where(Contact.kind == "phone", Contact.value == phone)
-        )
-    )
+    answered: Answered,
+) -> tuple[str, dict[str, object], str | None]:
+    """Apply one text: (the reply's template, its context, why it is kept, if it is)."""
     record(
         session,
         now,
@@ -49,72 +153,52 @@ async def handle_text(
         actor=f"phone:{phone[-4:]}",
         detail={"text": event.text[:200], "known": bool(responder_ids)},
     )
-    reply = read_reply(event.text)
-    keep: str | None = None
-    context: dict[str, object]
     if not responder_ids:
-        keep, template, context = "unknown_number", "reply_unknown", {}
-    elif reply.done:
-        template, context = await _finish_task(session, responder_ids, reply, now)
-        keep = "no_open_call" if template == "reply_no_task" else None
-    else:
-        calls = await open_calls_of(session, responder_ids)
-        codes = "、".join(c.code for c in calls if c.code)
-        chosen = [c for c in calls if reply.code is None or c.code == reply.code]
-        if not calls:
-            keep, template, context = "no_open_call", "reply_no_call", {}
-        elif reply.meaning is None:
-            keep, template = "unclear", "reply_unclear"
-            context = {"problem": reply.problem, "codes": codes if len(calls) > 1 else ""}
-        elif not chosen:
-            keep, template, context = "unclear", "reply_unknown_code", {"code": reply.code}
-            context["codes"] = codes
-        else:
-            for call in chosen:
-                await record_answer(
-                    session,
-                    call=call,
-                    meaning=reply.meaning,
-                    people=reply.people,
-                    channel="sms",
-                    raw=event.text,
-                    now=now,
-                    provider=provider,
-                    notify=to_send,
-                    renderer=runtime.renderer,
-                )
-            headlines = await session.scalars(
-                select(Warning.headline).where(Warning.id.in_({c.warning_id for c in chosen}))
-            )
-            template = "reply_thanks"
-            context = {
-                "meaning": status_label(reply.meaning, reply.people),
-                "headlines": "、".join(headlines),
-                "others": len(calls) - len(chosen),
-            }
-    if keep is not None:
-        session.add(
-            InboxMessage(
-                at=now,
-                phone=phone,
-                responder_id=responder_ids[0] if responder_ids else None,
-                text=event.text[:2000],
-                reason=keep,
-                provider=provider,
-            )
+        return "reply_unknown", {}, "unknown_number"
+    if reply.done:
+        template, done = await _finish_task(session, responder_ids, reply, now)
+        return template, done, "no_open_call" if template == "reply_no_task" else None
+    codes = "、".join(c.code for c in calls if c.code)
+    chosen = [c for c in calls if _chosen(c, reply)]
+    if not calls:
+        return "reply_no_call", {}, "no_open_call"
+    if reply.meaning is None:
+        unclear: dict[str, object] = {
+            "problem": reply.problem,
+            "codes": codes if len(calls) > 1 else "",
+        }
+        return "reply_unclear", unclear, "unclear"
+    if not chosen:
+        return "reply_unknown_code", {"code": reply.code, "codes": codes}, "unclear"
+    for call in chosen:
+        await record_answer(
+            session,
+            call=call,
+            meaning=reply.meaning,
+            people=reply.people,
+            channel="sms",
+            raw=event.text,
+            now=now,
+            provider=provider,
+            notify=answered.to_send,
+            renderer=runtime.renderer,
+            cancel_later=answered.call_ids,
         )
-    answer = new_attempt(
-        call=None,
-        warning_id=None,
-        responder_id=responder_ids[0] if responder_ids else None,
-        purpose=AttemptPurpose.REPLY,
-        channel="sms",
-        address=phone,
-        now=now,
-        body=runtime.renderer.render(template, **context),
+    context: dict[str, object] = {
+        "meaning": status_label(reply.meaning, reply.people),
+        "others": len(calls) - len(chosen),
+    }
+    answered.thanks.append((context, {c.warning_id for c in chosen}))
+    return "reply_thanks", context, None
+
+
+async def _headlines(session: AsyncSession, warning_ids: set[int]) -> dict[int, str]:
+    if not warning_ids:
+        return {}
+    rows = await session.execute(
+        select(Warning.id, Warning.headline).where(Warning.id.in_(warning_ids))
     )
-    session.add(answer)
-    to_send.append(answer)
+    return {warning_id: headline for warning_id, headline in rows}
 
 
 async def _finish_task(

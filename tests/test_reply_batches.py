@@ -1,0 +1,204 @@
+"""Replies arriving together are recorded together (`dispatcher.reply_batches`): each in
+the order it came, each stored before its 200, and one failing callback fails only itself."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from channels.base import InboundText
+from dispatcher import reply_batches
+from dispatcher.models import Answer, InboxMessage
+from dispatcher.runtime import Runtime
+from dispatcher.text_replies import Text
+from dispatcher.vocabulary import AttemptPurpose
+from tests.scenario import PHONE, County, county
+
+__all__ = ["county"]
+
+
+@pytest.fixture
+def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many texts each transaction recorded (the real recording, only watched)."""
+    sizes: list[int] = []
+    store = reply_batches.store_texts
+
+    async def watched(runtime: Runtime, texts: Sequence[Text]) -> list[int]:
+        attempt_ids = await store(runtime, texts)
+        sizes.append(len(texts))
+        return attempt_ids
+
+    monkeypatch.setattr(reply_batches, "store_texts", watched)
+    return sizes
+
+
+async def burst(county: County, texts: list[tuple[str, str]]) -> list[httpx.Response]:
+    """Post the texts at once, as a provider does when many people answer together."""
+    return list(
+        await asyncio.gather(
+            *(
+                county.client.post(
+                    "/hooks/sms/inbound", data={"From": PHONE.get(who, who), "Body": body}
+                )
+                for who, body in texts
+            )
+        )
+    )
+
+
+async def answers_of(county: County, who: str) -> list[str]:
+    responder_id = await county.responder_id(who)
+    async with county.runtime.db.sessions() as session:
+        rows = await session.scalars(
+            select(Answer.meaning).where(Answer.responder_id == responder_id).order_by(Answer.id)
+        )
+        return list(rows)
+
+
+async def inbox(county: County) -> list[tuple[str, str]]:
+    async with county.runtime.db.sessions() as session:
+        rows = await session.execute(
+            select(InboxMessage.phone, InboxMessage.reason).order_by(InboxMessage.id)
+        )
+        return [(phone, reason) for phone, reason in rows.all()]
+
+
+async def test_replies_posted_together_are_recorded_together(
+    county: County, batch_sizes: list[int]
+) -> None:
+    warning = await county.warn("RAIN", "red")
+    await county.work()
+    texts = [
+        ("a1", "1"),
+        ("a2", "收到"),
+        ("b2", "2 求助"),
+        ("13911112222", "1"),
+        ("b1", "3"),
+        ("a3", "好"),
+    ]
+    responses = await burst(county, texts)
+
+    # every 200 came after its text was committed: nothing is left to do to see them
+    assert [r.status_code for r in responses] == [200] * len(texts)
+    assert sum(batch_sizes) == len(texts) and len(batch_sizes) < len(texts)
+    calls = await county.calls(warning)
+    for who in ("a1", "a2", "a3", "b1", "b2"):
+        assert calls[who].state == "answered", who
+    assert calls["b2"].answer_meaning == "help" and calls["b1"].answer_meaning == "on_duty"
+    assert len(await county.texts_to("t1", AttemptPurpose.NOTICE)) == 1
+    # each text got its own reply; the unknown number is kept for supervisors
+    for who in ("a1", "a2", "a3", "b1", "b2"):
+        (thanks,) = await county.texts_to(who, AttemptPurpose.REPLY)
+        assert "暴雨红色预警" in thanks, thanks
+    assert await inbox(county) == [("+8613911112222", "unknown_number")]
+    # the replies are queued: the worker sends them
+    await county.work()
+    assert all(t for t in await county.texts_to("a1", AttemptPurpose.REPLY))
+
+
+async def test_one_persons_texts_in_a_batch_are_taken_in_the_order_they_came(
+    county: County, batch_sizes: list[int]
+) -> None:
+    warning = await county.warn("RAIN", "red")
+    await county.work()
+    runtime = county.runtime
+    # two callbacks handed over one after the other, the second while the first waits
+    first = runtime.replies.record(runtime, [(InboundText(PHONE["b2"], "1"), "simulated-sms")])
+    second = runtime.replies.record(
+        runtime, [(InboundText(PHONE["b2"], "2 求助"), "simulated-sms")]
+    )
+    await asyncio.gather(first, second)
+
+    assert batch_sizes == [2]
+    assert await answers_of(county, "b2") == ["received", "help"]
+    call = (await county.calls(warning))["b2"]
+    assert call.state == "answered" and call.answer_meaning == "help"
+    assert len(await county.texts_to("t1", AttemptPurpose.NOTICE)) == 1
+    assert len(await county.texts_to("b2", AttemptPurpose.REPLY)) == 2
+
+
+async def test_codes_pick_the_right_call_when_replies_come_together(county: County) -> None:
+    rain = await county.warn("RAIN", "red", codes=("441799100001",))
+    wind = await county.warn("WIND", "orange", codes=("441799100001",), event="大风")
+    await county.work()
+    code_wind = (await county.calls(wind))["a1"].code
+    code_rain = (await county.calls(rain))["a2"].code
+    assert code_wind and code_rain
+
+    responses = await burst(
+        county, [("a1", f"1 {code_wind}"), ("a2", f"3 {code_rain}"), ("a3", "1")]
+    )
+
+    assert {r.status_code for r in responses} == {200}
+    rain_calls, wind_calls = await county.calls(rain), await county.calls(wind)
+    assert wind_calls["a1"].state == "answered" and rain_calls["a1"].state != "answered"
+    assert rain_calls["a2"].answer_meaning == "on_duty" and wind_calls["a2"].state != "answered"
+    assert rain_calls["a3"].state == wind_calls["a3"].state == "answered"
+    assert "还有1条预警未确认" in (await county.texts_to("a1", AttemptPurpose.REPLY))[-1]
+
+
+async def test_a_reply_arriving_twice_changes_the_call_once(county: County) -> None:
+    warning = await county.warn("RAIN", "red")
+    await county.work()
+    # the provider posts the same help request twice (it did not hear our first 200)
+    responses = await burst(county, [("b1", "2 求助"), ("b1", "2 求助")])
+
+    assert {r.status_code for r in responses} == {200}
+    call = (await county.calls(warning))["b1"]
+    assert call.state == "answered" and call.answer_meaning == "help"
+    # both are on record, as given; the supervisor hears of the help request once
+    assert await answers_of(county, "b1") == ["help", "help"]
+    assert len(await county.texts_to("t1", AttemptPurpose.NOTICE)) == 1
+
+
+async def test_a_reply_for_a_warning_cancelled_meanwhile(county: County) -> None:
+    rain = await county.warn("RAIN", "red")
+    wind = await county.warn("WIND", "orange", codes=("441799100001",), event="大风")
+    await county.work()
+    await county.cancel("RAIN")
+    await county.work()
+
+    responses = await burst(county, [("a1", "1"), ("b1", "1")])
+
+    assert {r.status_code for r in responses} == {200}
+    # a1 still had the wind warning open: that is what the 1 answers
+    assert (await county.calls(wind))["a1"].state == "answered"
+    rain_calls = await county.calls(rain)
+    assert rain_calls["a1"].state == rain_calls["b1"].state == "cancelled"
+    assert "大风橙色预警" in (await county.texts_to("a1", AttemptPurpose.REPLY))[-1]
+    # b1 had nothing open any more: a polite reply, and the text kept in the inbox
+    assert await answers_of(county, "b1") == []
+    assert await inbox(county) == [(PHONE["b1"], "no_open_call")]
+    assert await county.texts_to("b1", AttemptPurpose.REPLY)
+
+
+async def test_a_failing_reply_fails_only_its_own_request(
+    county: County, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warning = await county.warn("RAIN", "red")
+    await county.work()
+    store = reply_batches.store_texts
+
+    async def failing_on_boom(runtime: Runtime, texts: Sequence[Text]) -> list[int]:
+        if any(event.text == "boom" for event, _ in texts):
+            raise RuntimeError("boom")
+        return await store(runtime, texts)
+
+    monkeypatch.setattr(reply_batches, "store_texts", failing_on_boom)
+    posts = [
+        county.client.post("/hooks/sms/inbound", data={"From": PHONE[who], "Body": body})
+        for who, body in [("a1", "1"), ("a2", "boom"), ("b1", "1"), ("b2", "1")]
+    ]
+    results = await asyncio.gather(*posts, return_exceptions=True)
+
+    assert isinstance(results[1], RuntimeError)
+    assert [r.status_code for r in results if isinstance(r, httpx.Response)] == [200] * 3
+    calls = await county.calls(warning)
+    assert [calls[w].state for w in ("a1", "b1", "b2")] == ["answered"] * 3
+    assert calls["a2"].state != "answered"
+    assert await answers_of(county, "a2") == []
+
