@@ -202,3 +202,9 @@ async def test_a_failing_reply_fails_only_its_own_request(
     assert calls["a2"].state != "answered"
     assert await answers_of(county, "a2") == []
 
+
+async def test_a_sender_too_long_for_a_phone_is_refused(county: County) -> None:
+    response = await county.client.post(
+        "/hooks/sms/inbound", data={"From": "+86" + "1" * 40, "Body": "1"}
+    )
+    assert response.status_code == 400 and "From" in response.text

@@ -24,6 +24,8 @@ from dispatcher.api.deps import RuntimeDep
 from dispatcher.inbound import UnmatchedCallback, process_callback
 
 router = APIRouter(prefix="/hooks", tags=["hooks"])
+# Longer than any phone number or sender name (and than the inbox keeps).
+MAX_SENDER = 32
 
 
 def public_url(request: Request, base_url: str) -> str:
@@ -108,8 +110,12 @@ async def sms_inbound(request: Request, runtime: RuntimeDep) -> Response:
     if provider is None:
         return JSONResponse({"detail": "no SMS provider receives replies"}, status_code=404)
     callback = await _request(request, runtime.settings.app.public_base_url)
-    if not callback.form.get("From") or callback.form.get("Body") is None:
+    sender = callback.form.get("From")
+    if not sender or callback.form.get("Body") is None:
         return JSONResponse({"detail": "form fields From and Body are required"}, status_code=400)
+    if len(sender) > MAX_SENDER:
+        detail = f"From is longer than {MAX_SENDER} characters: not a phone number"
+        return JSONResponse({"detail": detail}, status_code=400)
     return await _handle(request, runtime, "sms", provider.name, callback)
 
 
