@@ -11,14 +11,25 @@ tells the supervisor at once. Supervisors may record an answer by hand (`recorde
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatcher.audit import record
+from dispatcher.audit import audit_row
 from dispatcher.messages import Renderer
-from dispatcher.models import Answer, Attempt, Call, Region, Responder, Warning
+from dispatcher.models import (
+    Answer,
+    Attempt,
+    AuditEvent,
+    Call,
+    Region,
+    Responder,
+    Warning,
+    table_of,
+)
 from dispatcher.vocabulary import (
     ANSWERABLE_CALL_STATES,
     AttemptPurpose,
@@ -44,30 +55,32 @@ async def record_answer(
     note: str | None = None,
     notify: list[Attempt],
     renderer: Renderer,
-    cancel_later: list[int] | None = None,
+    rows: AnswerRows | None = None,
 ) -> bool:
     """Record one status change for one call; returns whether the call changed.
 
-    With `cancel_later`, a first answer's call id is added to it instead of cancelling
-    the call's queued sends here: the caller, answering many calls, cancels them all in
-    one statement (`cancel_queued_sends`) before it commits.
+    With `rows`, the answer and its audit event are added to them rather than to the
+    session, and a first answer's queued sends are left for `AnswerRows.write`: the
+    caller, answering many calls, writes them all in a few statements before it commits.
     """
-    session.add(
-        Answer(
-            call_id=call.id,
-            responder_id=call.responder_id,
-            attempt_id=attempt_id,
-            channel=channel,
-            provider=provider,
-            raw=raw[:500],
-            meaning=meaning,
-            people=people if meaning == Meaning.EVACUATED else None,
-            recorded_by=recorded_by,
-            method=method,
-            note=note,
-            at=now,
-        )
-    )
+    answer = {
+        "call_id": call.id,
+        "responder_id": call.responder_id,
+        "attempt_id": attempt_id,
+        "channel": channel,
+        "provider": provider,
+        "raw": raw[:500],
+        "meaning": meaning,
+        "people": people if meaning == Meaning.EVACUATED else None,
+        "recorded_by": recorded_by,
+        "method": method,
+        "note": note,
+        "at": now,
+    }
+    if rows is None:
+        session.add(Answer(**answer))
+    else:
+        rows.answers.append(answer)
     changed = (
         call.state in ANSWERABLE_CALL_STATES
         or call.answer_meaning != meaning
@@ -80,10 +93,10 @@ async def record_answer(
         call.state = CallState.ANSWERED
         call.answered_at = now
         call.next_step_at = None
-        if cancel_later is None:
+        if rows is None:
             await cancel_queued_sends(session, [call.id], now)
         else:
-            cancel_later.append(call.id)
+            rows.first_answers.append(call.id)
     if meaning == Meaning.HELP and call.answer_meaning != Meaning.HELP:
         notice = await help_notice(session, call, now, renderer)
         if notice is not None:
@@ -96,8 +109,7 @@ async def record_answer(
         detail["people"] = people
     if late:
         detail["late"] = True
-    record(
-        session,
+    audit = audit_row(
         now,
         "call.answered",
         warning_id=call.warning_id,
@@ -105,7 +117,32 @@ async def record_answer(
         actor=f"supervisor:{recorded_by}" if recorded_by else f"responder:{call.responder_id}",
         detail=detail,
     )
+    if rows is None:
+        session.add(AuditEvent(**audit))
+    else:
+        rows.audit.append(audit)
     return changed
+
+
+@dataclass
+class AnswerRows:
+    """Answers to many calls, written together (ORM objects one by one cost more than
+    the statements they save)."""
+
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    # Calls answered for the first time: their queued sends are cancelled.
+    first_answers: list[int] = field(default_factory=list)
+
+    async def write(self, session: AsyncSession, now: datetime) -> None:
+        # Core inserts of the tables: the ORM's bulk insert would split rows by which
+        # columns are None, and insert an audit trail of mixed events one row at a time.
+        if self.answers:
+            await session.execute(insert(table_of(Answer)), self.answers)
+        if self.audit:
+            await session.execute(insert(table_of(AuditEvent)), self.audit)
+        await cancel_queued_sends(session, self.first_answers, now)
+        self.answers, self.audit, self.first_answers = [], [], []
 
 
 async def cancel_queued_sends(session: AsyncSession, call_ids: list[int], now: datetime) -> None:

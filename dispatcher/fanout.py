@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, insert, literal, select, true, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -73,18 +74,46 @@ def new_attempt(
     try_number: int = 1,
 ) -> Attempt:
     return Attempt(
-        warning_id=warning_id,
-        call_id=call.id if call else None,
-        responder_id=responder_id,
-        purpose=purpose,
-        channel=channel,
-        address=address,
-        body=body,
-        status=AttemptStatus.QUEUED,
-        try_number=try_number,
-        due_at=now,
-        updated_at=now,
+        **attempt_row(
+            call_id=call.id if call else None,
+            warning_id=warning_id,
+            responder_id=responder_id,
+            purpose=purpose,
+            channel=channel,
+            address=address,
+            now=now,
+            body=body,
+            try_number=try_number,
+        )
     )
+
+
+def attempt_row(
+    *,
+    call_id: int | None,
+    warning_id: int | None,
+    responder_id: int | None,
+    purpose: str,
+    channel: str,
+    address: str,
+    now: datetime,
+    body: str | None = None,
+    try_number: int = 1,
+) -> dict[str, Any]:
+    """A queued attempt as a row, for a caller inserting many at once."""
+    return {
+        "warning_id": warning_id,
+        "call_id": call_id,
+        "responder_id": responder_id,
+        "purpose": purpose,
+        "channel": channel,
+        "address": address,
+        "body": body,
+        "status": AttemptStatus.QUEUED,
+        "try_number": try_number,
+        "due_at": now,
+        "updated_at": now,
+    }
 
 
 def call_attempts(

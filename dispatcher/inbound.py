@@ -122,6 +122,7 @@ async def apply_events(runtime: Runtime, events: list[Event], provider: str) -> 
         await runtime.replies.record(runtime, texts)
         return applied
     to_send: list[Attempt] = []
+    text_ids: list[int] = []
     async with runtime.db.transaction() as session:
         now = runtime.clock.now()
         for event in events:
@@ -129,7 +130,7 @@ async def apply_events(runtime: Runtime, events: list[Event], provider: str) -> 
                 found_delivery = await _on_delivery(runtime, session, event, provider, now, to_send)
                 applied.unmatched += not found_delivery
             elif isinstance(event, InboundText):
-                await handle_texts(runtime, session, [(event, provider)], now, to_send)
+                text_ids += await handle_texts(runtime, session, [(event, provider)], now)
             elif isinstance(event, DirectReply):
                 found = await _on_direct(runtime, session, event, provider, now, to_send)
                 applied.unmatched += found is None
@@ -140,7 +141,7 @@ async def apply_events(runtime: Runtime, events: list[Event], provider: str) -> 
             elif isinstance(event, PlaybackReport):
                 applied.unmatched += not await _on_playback(runtime, session, event, provider, now)
         await session.flush()
-        ids = [a.id for a in to_send]
+        ids = [a.id for a in to_send] + text_ids
     await runtime.queue.enqueue_attempts(ids)
     return applied
 

@@ -17,7 +17,6 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from dispatcher.models import Attempt
 from dispatcher.text_replies import Text, handle_texts
 
 if TYPE_CHECKING:
@@ -88,12 +87,8 @@ class ReplyBatcher:
 
 async def store_texts(runtime: Runtime, texts: Sequence[Text]) -> list[int]:
     """Record texts in one transaction; returns the ids of the texts it queued."""
-    to_send: list[Attempt] = []
     async with runtime.db.transaction() as session:
-        await handle_texts(runtime, session, texts, runtime.clock.now(), to_send)
-        await session.flush()
-        attempt_ids = [attempt.id for attempt in to_send]
-    return attempt_ids
+        return await handle_texts(runtime, session, texts, runtime.clock.now())
 
 
 def _fail(future: asyncio.Future[None], exc: BaseException) -> None:

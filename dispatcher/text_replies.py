@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import InboundText
-from dispatcher.answers import cancel_queued_sends, open_calls_of, record_answer
-from dispatcher.audit import record
-from dispatcher.fanout import new_attempt
-from dispatcher.models import Attempt, Call, Contact, InboxMessage, Region, Warning
+from dispatcher.answers import AnswerRows, open_calls_of, record_answer
+from dispatcher.audit import audit_row
+from dispatcher.fanout import attempt_row
+from dispatcher.models import Attempt, Call, Contact, InboxMessage, Region, Warning, table_of
 from dispatcher.phones import try_normalize_phone
 from dispatcher.replies import Reply, read_reply
 from dispatcher.tasks import change_status, open_tasks_of
@@ -40,12 +40,13 @@ async def handle_texts(
     session: AsyncSession,
     texts: Sequence[Text],
     now: datetime,
-    to_send: list[Attempt],
-) -> None:
+) -> list[int]:
     """Take texts in the order they came, as if one after another, in the caller's
-    transaction. Their senders and open calls are looked up (and locked) together, and
-    the answered calls' queued sends cancelled together: a burst of replies costs a few
-    statements per batch, not a few per reply."""
+    transaction; returns the ids of the attempts to enqueue (replies, help notices).
+
+    Their senders and open calls are looked up (and locked) together, and the answers,
+    audit events and replies written together: a burst of replies costs a few statements
+    per batch, not a few per reply."""
     phones = [try_normalize_phone(event.sender) or event.sender for event, _ in texts]
     readings = [read_reply(event.text) for event, _ in texts]
     senders = await responders_by_phone(session, phones)
@@ -58,7 +59,7 @@ async def handle_texts(
     calls_of: dict[int, list[Call]] = defaultdict(list)
     for call in await open_calls_of(session, sorted(answering)):
         calls_of[call.responder_id].append(call)
-    answered = Answered(to_send)
+    answered = Answered()
     replies: list[tuple[str, int | None, str, dict[str, object]]] = []
     for (event, provider), phone, reply in zip(texts, phones, readings, strict=True):
         responder_ids = senders.get(phone, [])
@@ -78,13 +79,13 @@ async def handle_texts(
                 )
             )
         replies.append((phone, responder_ids[0] if responder_ids else None, template, context))
-    await cancel_queued_sends(session, answered.call_ids, now)
+    await answered.rows.write(session, now)
     headlines = await _headlines(session, {w for _, ids in answered.thanks for w in ids})
     for context, warning_ids in answered.thanks:
         context["headlines"] = "、".join(headlines[w] for w in sorted(warning_ids))
-    for phone, responder_id, template, context in replies:
-        answer = new_attempt(
-            call=None,
+    rows = [
+        attempt_row(
+            call_id=None,
             warning_id=None,
             responder_id=responder_id,
             purpose=AttemptPurpose.REPLY,
@@ -93,8 +94,14 @@ async def handle_texts(
             now=now,
             body=runtime.renderer.render(template, **context),
         )
-        session.add(answer)
-        to_send.append(answer)
+        for phone, responder_id, template, context in replies
+    ]
+    await session.flush()
+    attempts = table_of(Attempt)
+    reply_ids = await session.scalars(
+        insert(attempts).returning(attempts.c.id, sort_by_parameter_order=True), rows
+    )
+    return [notice.id for notice in answered.notices] + list(reply_ids)
 
 
 async def responders_by_phone(session: AsyncSession, phones: Sequence[str]) -> dict[str, list[int]]:
@@ -117,10 +124,10 @@ async def responders_by_phone(session: AsyncSession, phones: Sequence[str]) -> d
 class Answered:
     """What answering texts leaves for the end of the batch."""
 
-    # Help notices and the like, to enqueue with the replies.
-    to_send: list[Attempt]
-    # Calls answered for the first time, whose queued sends are cancelled together.
-    call_ids: list[int] = field(default_factory=list)
+    # The answers and audit events, written together.
+    rows: AnswerRows = field(default_factory=AnswerRows)
+    # Help notices, to enqueue with the replies.
+    notices: list[Attempt] = field(default_factory=list)
     # Each thank-you's context and the warnings it answered, whose headlines it names.
     thanks: list[tuple[dict[str, object], set[int]]] = field(default_factory=list)
 
@@ -146,16 +153,18 @@ async def _take_text(
     answered: Answered,
 ) -> tuple[str, dict[str, object], str | None]:
     """Apply one text: (the reply's template, its context, why it is kept, if it is)."""
-    record(
-        session,
-        now,
-        "sms.inbound",
-        actor=f"phone:{phone[-4:]}",
-        detail={"text": event.text[:200], "known": bool(responder_ids)},
+    answered.rows.audit.append(
+        audit_row(
+            now,
+            "sms.inbound",
+            actor=f"phone:{phone[-4:]}",
+            detail={"text": event.text[:200], "known": bool(responder_ids)},
+        )
     )
     if not responder_ids:
         return "reply_unknown", {}, "unknown_number"
     if reply.done:
+        await answered.rows.write(session, now)  # the text on record before what it did
         template, done = await _finish_task(session, responder_ids, reply, now)
         return template, done, "no_open_call" if template == "reply_no_task" else None
     codes = "、".join(c.code for c in calls if c.code)
@@ -180,9 +189,9 @@ async def _take_text(
             raw=event.text,
             now=now,
             provider=provider,
-            notify=answered.to_send,
+            notify=answered.notices,
             renderer=runtime.renderer,
-            cancel_later=answered.call_ids,
+            rows=answered.rows,
         )
     context: dict[str, object] = {
         "meaning": status_label(reply.meaning, reply.people),
