@@ -11,7 +11,10 @@ warning covering everyone to the webhook, and time, in order:
 2. one escalation sweep with the clock moved past the answer deadline (`sweep_ms`), over
    every call still silent (`sweep_calls`), whose "call again" sends the workers then make;
 3. a burst of N inbound SMS replies, one from each responder, posted to the inbound route
-   (`answers_per_s`);
+   by 32 concurrent posters (`answers_per_s`): the route answers 200 only once the reply's
+   answer is committed (replies arriving together share a transaction,
+   `dispatcher.reply_batches`), so this is answers recorded per second, checked against
+   the answers on record afterwards (`answers_recorded`);
 4. `GET /api/v1/warnings/{id}` and the dashboard's warning page at N calls, logged in as
    an admin added for the run (`summary_ms`, the slower of the two).
 
@@ -43,7 +46,7 @@ from dispatcher.bench_limits import arq_noop_rate, insert_rate
 from dispatcher.bench_world import build_directory, clear_bench_data, phone_of, red_warning
 from dispatcher.config import Settings, settings_from_dict
 from dispatcher.escalation import sweep
-from dispatcher.models import Attempt, Call
+from dispatcher.models import Answer, Attempt, Call
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.security import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_body
 from dispatcher.users import add_user
@@ -239,6 +242,18 @@ async def _burst(client: httpx.AsyncClient, responders: int, progress: Progress)
     return elapsed
 
 
+async def _sms_answers(runtime: Runtime, warning_id: int) -> int:
+    """SMS answers on record for the warning's calls."""
+    async with runtime.db.sessions() as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(Answer)
+            .join(Call, Call.id == Answer.call_id)
+            .where(Call.warning_id == warning_id, Answer.channel == "sms")
+        )
+    return int(count or 0)
+
+
 async def _timed_get(client: httpx.AsyncClient, url: str) -> float:
     """Median ms of three GETs after one to warm up."""
     timings = []
@@ -384,8 +399,12 @@ async def _measure(
     await _wait_sent(runtime, warning_id, workers, progress)
     await _wait_idle(runtime, workers)
 
+    before = await _sms_answers(runtime, warning_id)
     elapsed = await _burst(client, n, progress)
     report["answers_per_s"] = round(n / max(elapsed, 1e-9), 1)
+    report["answers_recorded"] = await _sms_answers(runtime, warning_id) - before
+    if report["answers_recorded"] < n:
+        raise RuntimeError(f"{n} replies got their 200 but {report['answers_recorded']} stored")
     await _wait_idle(runtime, workers)
 
     await _sign_in(runtime, client)
