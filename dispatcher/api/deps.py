@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatcher.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
