@@ -6,14 +6,16 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from channels.base import Channel, Provider, ProviderContext
-from channels.simulated import SimulatedBehaviour, SimulatedProvider
+from channels.simulated import DEFAULT_MAX_BATCH, SimulatedBehaviour, SimulatedProvider
 
 # A factory gets the channel, that provider's settings (a plain mapping) and the context.
 ProviderFactory = Callable[[Channel, Mapping[str, Any], ProviderContext], Provider]
 
 
 def _simulated(channel: Channel, settings: Mapping[str, Any], context: ProviderContext) -> Provider:
-    return SimulatedProvider(channel, SimulatedBehaviour(**settings), context)
+    behaviour = {key: value for key, value in settings.items() if key != "max_batch"}
+    max_batch = int(settings.get("max_batch", DEFAULT_MAX_BATCH))
+    return SimulatedProvider(channel, SimulatedBehaviour(**behaviour), context, max_batch)
 
 
 def _twilio(channel: Channel, settings: Mapping[str, Any], context: ProviderContext) -> Provider:

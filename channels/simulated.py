@@ -12,8 +12,10 @@ The callback forms borrow Twilio's field names (`MessageSid`, `MessageStatus`, `
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from channels.base import (
@@ -31,8 +33,13 @@ from channels.base import (
     PlaybackReport,
     ProviderContext,
     ProviderFlags,
+    SendError,
     SendResult,
 )
+
+# Messages one `send_many` takes, as a vendor's batch API would (`[providers.simulated]
+# max_batch`; 1 makes the core send them one by one).
+DEFAULT_MAX_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,11 @@ class SimulatedProvider:
     """A provider for any channel whose recipients are simulated."""
 
     def __init__(
-        self, channel: Channel, behaviour: SimulatedBehaviour, context: ProviderContext
+        self,
+        channel: Channel,
+        behaviour: SimulatedBehaviour,
+        context: ProviderContext,
+        max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         self.name = "simulated"
         self.channel = channel
@@ -91,6 +102,7 @@ class SimulatedProvider:
             reports_delivery=True,
             receives_replies=channel is not Channel.SPEAKER,
             reports_playback=channel is Channel.SPEAKER,
+            max_batch=max_batch,
         )
         self._behaviour = behaviour
         self._context = context
@@ -101,6 +113,19 @@ class SimulatedProvider:
             request = CallbackRequest(url=self._context.callback_url, form=form)
             await self._context.schedule_callback(request, delay)
         return SendResult(provider_message_id=provider_id)
+
+    async def send_many(self, messages: Sequence[Message]) -> list[SendResult | SendError]:
+        """Accept every message, as a batch API would; their callbacks are scheduled at once."""
+        results: list[SendResult | SendError] = []
+        scheduled = []
+        for message in messages:
+            provider_id = f"SIM{self.channel.value[:2].upper()}{secrets.token_hex(12)}"
+            for form, delay in self._act_out(message, provider_id):
+                request = CallbackRequest(url=self._context.callback_url, form=form)
+                scheduled.append(self._context.schedule_callback(request, delay))
+            results.append(SendResult(provider_message_id=provider_id))
+        await asyncio.gather(*scheduled)
+        return results
 
     def _act_out(self, message: Message, provider_id: str) -> list[tuple[dict[str, str], float]]:
         behaviour = self._behaviour

@@ -61,6 +61,8 @@ class SimulatedProviderSettings(Section):
     # Off: only answers call back, no delivery receipts (the benchmark's zero-latency
     # mode, where a receipt per message would double the callbacks measured).
     delivery_receipts: bool = True
+    # Messages one batch request carries (1: no batch API, one request per message).
+    max_batch: int = Field(100, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _delays_in_order(self) -> SimulatedProviderSettings:
