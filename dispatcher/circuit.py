@@ -65,6 +65,8 @@ class Admission:
     allowed: bool
     # When an open circuit may next be tried (None when allowed).
     retry_at: datetime | None = None
+    # Allowed as the half-open circuit's one trial: a single send, not a batch.
+    trial: bool = False
 
 
 class CircuitBreakers:
@@ -83,7 +85,7 @@ class CircuitBreakers:
         )
         if _text(decision) == "open":
             return Admission(False, datetime.fromtimestamp(float(_text(until)), UTC))
-        return Admission(True)
+        return Admission(True, trial=_text(decision) == "trial")
 
     async def record_failure(self, channel: str, provider: str, now: datetime) -> str:
         """Count a retryable failure; returns the state after it."""

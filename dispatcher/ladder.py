@@ -17,11 +17,12 @@ runs in the caller's transaction, which holds the calls' locks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher import step_work
@@ -101,6 +102,31 @@ async def note_delivery(
     waiting = call.state in OPEN_CALL_STATES and call.next_step_at is None
     if waiting and call.escalation_step < len(policy.ladder):
         call.next_step_at = now + step_gap(policy, call.escalation_step)
+
+
+async def note_deliveries(
+    session: AsyncSession, settings: Settings, delivered: Mapping[int, datetime]
+) -> None:
+    """`note_delivery` for many calls at once (call id -> when its send was accepted),
+    their rows locked in id order; a call whose clock already runs is left alone."""
+    if not delivered:
+        return
+    rows = (
+        await session.execute(
+            select(Call, WarningRow.level)
+            .join(WarningRow, WarningRow.id == Call.warning_id)
+            .where(Call.id.in_(sorted(delivered)), Call.delivered_at.is_(None))
+            .order_by(Call.id)
+            .with_for_update(of=Call)
+        )
+    ).all()
+    for call, level in rows:
+        at = delivered[call.id]
+        call.delivered_at = at
+        policy = settings.policy_for(level)
+        waiting = call.state in OPEN_CALL_STATES and call.next_step_at is None
+        if waiting and call.escalation_step < len(policy.ladder):
+            call.next_step_at = at + step_gap(policy, call.escalation_step)
 
 
 def undeliverable_target(policy: Policy) -> int | None:

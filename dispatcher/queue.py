@@ -160,6 +160,20 @@ class Queue:
             added += [bool(flag) for flag in flags]
         return added
 
+    async def enqueue_attempts_later(
+        self, attempt_ids: list[int], defer_s: float, tag: str
+    ) -> bool:
+        """Enqueue one send job for these attempts (at most `SEND_BATCH`) to run after
+        `defer_s` real seconds; `tag` (their due time) keeps its id apart from the job
+        that puts them back, which still runs."""
+        job = await self.pool.enqueue_job(
+            SEND_ATTEMPTS,
+            attempt_ids,
+            _job_id=f"{batch_job_id(attempt_ids)}@{tag}",
+            _defer_by=defer_s if defer_s > 0 else None,
+        )
+        return job is not None
+
     async def enqueue_attempt(self, attempt_id: int, defer_s: float = 0) -> bool:
         """Enqueue one send job to run after `defer_s` real seconds."""
         job = await self.pool.enqueue_job(

@@ -32,6 +32,8 @@ class Pick:
     retry_at: datetime | None = None
     # Why nothing can be picked, for the record (no provider configured or all refused).
     reason: str = ""
+    # The provider's circuit is half-open and admits this one send as its trial.
+    trial: bool = False
 
 
 async def pick_provider(
@@ -55,7 +57,7 @@ async def pick_provider(
     for provider in candidates:
         admission = await breakers.admit(channel, provider.name, now)
         if admission.allowed:
-            return Pick(provider)
+            return Pick(provider, trial=admission.trial)
         if admission.retry_at is not None:
             retry_at = min(retry_at or admission.retry_at, admission.retry_at)
     return Pick(None, retry_at=retry_at or now, reason="every provider's circuit is open")

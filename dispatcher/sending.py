@@ -216,7 +216,7 @@ async def send_claimed(runtime: Runtime, claim: Claim) -> str:
         if pick.retry_at is not None:
             await _put_back(runtime, claim, pick.retry_at)
             raise _deferred(runtime, pick.retry_at, now)
-        return await _record(runtime, claim, None, None, None, SendError(pick.reason), None)
+        return await record_result(runtime, claim, None, None, None, SendError(pick.reason), None)
     provider = pick.provider
     slot = claim.slot_at if claim.reserved_provider == provider.name else None
     if slot is None:
@@ -261,10 +261,11 @@ async def send_claimed(runtime: Runtime, claim: Claim) -> str:
         )
         if circuit == OPEN:
             log.warning("circuit opened for %s on %s", provider.name, claim.channel)
-    return await _record(runtime, claim, provider.name, message.text, provider_id, error, circuit)
+    text = message.text
+    return await record_result(runtime, claim, provider.name, text, provider_id, error, circuit)
 
 
-async def _record(
+async def record_result(
     runtime: Runtime,
     claim: Claim,
     provider: str | None,
@@ -273,6 +274,7 @@ async def _record(
     error: SendError | None,
     circuit: str | None,
 ) -> str:
+    """Store a send's outcome and enqueue the retry it calls for; returns the outcome."""
     outcome, retry = await _store_result(
         runtime, claim, provider, body, provider_id, error, circuit
     )

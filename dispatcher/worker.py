@@ -15,13 +15,14 @@ from arq.worker import Retry, func
 from sqlalchemy.exc import SQLAlchemyError
 
 from channels.base import CallbackRequest
+from dispatcher.batch_send import send_batch
 from dispatcher.broadcasting import send_broadcast
 from dispatcher.escalation import sweep
 from dispatcher.inbound import UnmatchedCallback, process_callback
 from dispatcher.queue import QUEUE_NAME
 from dispatcher.retries import Deferred
 from dispatcher.runtime import Runtime
-from dispatcher.sending import Claim, claim_attempts, send_attempt, send_claimed
+from dispatcher.sending import claim_attempts, send_attempt
 
 log = logging.getLogger(__name__)
 # A deferred send comes back as the same job; past this many tries arq gives up on the
@@ -37,12 +38,14 @@ async def send_attempt_job(ctx: dict[str, Any], attempt_id: int) -> str:
 
 
 async def send_attempts_job(ctx: dict[str, Any], attempt_ids: list[int]) -> str:
-    """Claim a batch of attempts in one transaction, then send them one after another.
+    """Claim a batch of attempts in one transaction, then send them as a batch
+    (`dispatcher.batch_send`).
 
-    An attempt that must wait goes back to the queue in a job of its own, due when its
-    slot comes; one that fails unexpectedly stays `sending` until its lease runs out and
-    the sweep takes it up, and does not hold up the rest of the batch. If the batch claim
-    itself fails (a deadlock with an answer being recorded), each is claimed on its own.
+    Attempts that must wait go back to the queue in a few deferred jobs, due when their
+    slots come; a group that fails unexpectedly stays `sending` until its lease runs out
+    and the sweep takes it up, and does not hold up the rest of the batch. If the batch
+    claim itself fails (a deadlock with an answer being recorded), each attempt is claimed
+    and sent on its own.
     """
     runtime: Runtime = ctx["runtime"]
     outcomes: Counter[str] = Counter()
@@ -54,16 +57,13 @@ async def send_attempts_job(ctx: dict[str, Any], attempt_ids: list[int]) -> str:
             outcomes[await _send_one(runtime, attempt_id)] += 1
     else:
         outcomes["skipped"] += len(attempt_ids) - len(claims)
-        for claim in claims:
-            outcomes[await _send_one(runtime, claim.attempt_id, claim)] += 1
-    return " ".join(f"{key}={count}" for key, count in sorted(outcomes.items()))
+        outcomes.update(await send_batch(runtime, claims))
+    return " ".join(f"{key}={count}" for key, count in sorted(outcomes.items()) if count)
 
 
-async def _send_one(runtime: Runtime, attempt_id: int, claim: Claim | None = None) -> str:
+async def _send_one(runtime: Runtime, attempt_id: int) -> str:
     try:
-        if claim is None:
-            return await send_attempt(runtime, attempt_id)
-        return await send_claimed(runtime, claim)
+        return await send_attempt(runtime, attempt_id)
     except Deferred as deferred:
         await runtime.queue.enqueue_attempt(attempt_id, deferred.real_delay_s)
         return "deferred"
