@@ -2,14 +2,16 @@
 
 One run, in one process: build a synthetic directory of N responders
 (`dispatcher.bench_world`), measure the machine's ceilings on the same back ends
-(`dispatcher.bench_limits`), start K arq workers with zero-latency simulated providers
+(`dispatcher.bench_limits`), start K arq workers, each a process of its own
+(`dispatcher.bench_worker`), with zero-latency simulated providers
 (a share of the recipients answers at once, no delivery receipts), post one signed red
 warning covering everyone to the webhook, and time, in order:
 
 1. the webhook to its 202 (`ingest_ms`), then to the first, median and last send handed
    to a provider (`first_send_ms`, `p50_send_ms`, `all_sent_s`, `sends_per_s`);
-2. one escalation sweep with the clock moved past the answer deadline (`sweep_ms`), over
-   every call still silent (`sweep_calls`), whose "call again" sends the workers then make;
+2. one escalation sweep once every call still silent has been made due, its next step
+   moved back past the answer deadline (`sweep_ms`, `sweep_calls`), whose "call again"
+   sends the workers then make;
 3. a burst of N inbound SMS replies, one from each responder, posted to the inbound route
    by 32 concurrent posters (`answers_per_s`): the route answers 200 only once the reply's
    answer is committed (replies arriving together share a transaction,
@@ -33,25 +35,24 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
-from arq import Worker
-from sqlalchemy import func, select
+from sqlalchemy import Interval, func, literal, select, update
 
 from dispatcher.app import create_app
 from dispatcher.bench_limits import arq_noop_rate, insert_rate
+from dispatcher.bench_worker import WorkerProcess
 from dispatcher.bench_world import build_directory, clear_bench_data, phone_of, red_warning
-from dispatcher.config import Settings, settings_from_dict
+from dispatcher.config import RedisSettings, Settings, settings_from_dict
 from dispatcher.escalation import sweep
 from dispatcher.models import Answer, Attempt, Call
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.security import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_body
 from dispatcher.users import add_user
 from dispatcher.vocabulary import AttemptStatus
-from dispatcher.worker import build_worker
 
 CHANNELS = ("sms", "wechat", "voice")
 IN_FLIGHT = (AttemptStatus.QUEUED, AttemptStatus.SENDING)
@@ -69,22 +70,6 @@ class BenchOptions:
     answer_share: float = 0.5
     data_dir: Path | None = None
     quiet: bool = False  # no progress bar even on a terminal
-
-
-class OffsetClock:
-    """The system clock, which the bench can move forward to make calls due."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def real_delay(self, seconds: float) -> float:
-        return max(0.0, seconds)
-
-    def advance(self, seconds: float) -> None:
-        self.offset += timedelta(seconds=seconds)
 
 
 class Progress:
@@ -138,12 +123,18 @@ def bench_settings(options: BenchOptions, data_dir: Path, secret: str) -> Settin
     return settings.model_copy(update={"policies": {**settings.policies, "red": red}})
 
 
-async def _wait_idle(runtime: Runtime, workers: list[Worker]) -> None:
-    """Until the queue is empty and no worker runs a job, twice in a row."""
+async def _wait_idle(runtime: Runtime, workers: list[WorkerProcess]) -> None:
+    """Until the queue is empty (a running job stays in it until done), twice in a row."""
     calm = 0
     while calm < 2:
-        calm = calm + 1 if await _idle(runtime, workers) else 0
+        _check_alive(workers)
+        calm = calm + 1 if await _idle(runtime) else 0
         await asyncio.sleep(0.05)
+
+
+def _check_alive(workers: list[WorkerProcess]) -> None:
+    if not all(worker.alive for worker in workers):
+        raise RuntimeError("a worker stopped during the benchmark")
 
 
 async def _in_flight(runtime: Runtime, warning_id: int) -> tuple[int, int]:
@@ -160,7 +151,7 @@ async def _in_flight(runtime: Runtime, warning_id: int) -> tuple[int, int]:
 
 
 async def _wait_sent(
-    runtime: Runtime, warning_id: int, workers: list[Worker], progress: Progress
+    runtime: Runtime, warning_id: int, workers: list[WorkerProcess], progress: Progress
 ) -> None:
     """Until every attempt of the warning is handed to a provider (or given up).
 
@@ -171,8 +162,7 @@ async def _wait_sent(
     progress.phase("sending", total)
     last_change, last_waiting = time.monotonic(), waiting
     while waiting:
-        if any(task.done() for task in _worker_tasks(workers)):
-            raise RuntimeError("a worker stopped during the benchmark")
+        _check_alive(workers)
         await asyncio.sleep(0.1)
         waiting, total = await _in_flight(runtime, warning_id)
         progress.total = max(1, total)
@@ -181,17 +171,13 @@ async def _wait_sent(
             last_change, last_waiting = time.monotonic(), waiting
         elif time.monotonic() - last_change > STALL_S:
             raise RuntimeError(f"{waiting} sends made no progress for {STALL_S} s")
-        elif waiting and await _idle(runtime, workers):
+        elif waiting and await _idle(runtime):
             await sweep(runtime)
     progress.update(progress.total)
 
 
-async def _idle(runtime: Runtime, workers: list[Worker]) -> bool:
-    return await runtime.queue.depth() + sum(len(w.tasks) for w in workers) == 0
-
-
-def _worker_tasks(workers: list[Worker]) -> list[asyncio.Task[Any]]:
-    return [w.main_task for w in workers if w.main_task is not None]
+async def _idle(runtime: Runtime) -> bool:
+    return await runtime.queue.depth() == 0
 
 
 async def _send_times(
@@ -305,11 +291,10 @@ async def run_bench(options: BenchOptions, progress_stream: TextIO = sys.stderr)
     data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="jiaoying-bench-"))
     secret = secrets.token_hex(16)
     settings = bench_settings(options, data_dir, secret)
-    clock = OffsetClock()
     progress = Progress(progress_stream, progress_stream.isatty() and not options.quiet)
     n = options.responders
-    runtime = await open_runtime(settings, clock=clock)
-    workers: list[Worker] = []
+    runtime = await open_runtime(settings)
+    workers: list[WorkerProcess] = []
     report: dict[str, Any] = {
         "responders": n,
         "channels": list(options.channels),
@@ -330,37 +315,59 @@ async def run_bench(options: BenchOptions, progress_stream: TextIO = sys.stderr)
         report.update(await arq_noop_rate(runtime.queue, n, options.workers, progress.update))
         progress.update(n)
 
-        workers = [build_worker(runtime, with_cron=False) for _ in range(options.workers)]
-        for worker in workers:
-            worker.main_task = asyncio.create_task(worker.main())
+        worker_settings = _for_workers(runtime)
+        for _ in range(options.workers):
+            workers.append(await WorkerProcess.start(worker_settings))
         transport = httpx.ASGITransport(app=create_app(runtime))
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-            await _measure(runtime, client, clock, workers, progress, report)
+            await _measure(runtime, client, workers, progress, report)
     finally:
-        await _stop(workers)
+        worker_rss = await asyncio.gather(*(worker.stop() for worker in workers))
         await runtime.aclose()
+    # The bench process (API, ingest, sweep, measurements) and the busiest worker apart:
+    # a worker's memory should not grow with N.
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    known = [rss for rss in worker_rss if rss is not None]
+    report["worker_peak_rss_mb"] = max(known) if known else None
     return report
 
 
-async def _stop(workers: list[Worker]) -> None:
-    # Not Worker.close(): that closes the Redis pool, which the runtime shares.
-    for task in _worker_tasks(workers):
-        task.cancel()
-    await asyncio.gather(*_worker_tasks(workers), return_exceptions=True)
-    await asyncio.gather(*(t for w in workers for t in w.tasks.values()), return_exceptions=True)
+def _for_workers(runtime: Runtime) -> Settings:
+    """The bench's settings as a worker process needs them: an embedded Redis is reached
+    through its socket (the worker joins the bench's server rather than starting one)."""
+    settings = runtime.settings
+    socket = runtime.redis.settings.unix_socket_path
+    if runtime.redis.embedded is None or socket is None:
+        return settings
+    return settings.model_copy(update={"redis": RedisSettings(url=f"unix://{socket}")})
+
+
+async def _make_due(runtime: Runtime, warning_id: int, by: timedelta) -> None:
+    """Move every waiting ladder step of the warning's calls `by` earlier (as if that much
+    time had passed), so the sweep finds them due by the system clock the workers share."""
+    waiting = (Call.warning_id == warning_id, Call.next_step_at.is_not(None))
+    async with runtime.db.transaction() as session:
+        if not runtime.db.is_sqlite:
+            earlier = Call.next_step_at - literal(by, Interval())
+            await session.execute(update(Call).where(*waiting).values(next_step_at=earlier))
+            return
+        # SQLite keeps times as text: no arithmetic on them in SQL.
+        rows = (await session.execute(select(Call.id, Call.next_step_at).where(*waiting))).all()
+        if rows:
+            await session.execute(
+                update(Call), [{"id": id_, "next_step_at": at - by} for id_, at in rows if at]
+            )
 
 
 async def _measure(
     runtime: Runtime,
     client: httpx.AsyncClient,
-    clock: OffsetClock,
-    workers: list[Worker],
+    workers: list[WorkerProcess],
     progress: Progress,
     report: dict[str, Any],
 ) -> None:
     n = report["responders"]
-    start = clock.now()
+    start = runtime.clock.now()
     body = red_warning(f"BENCH-{start:%Y%m%d%H%M%S}-{secrets.token_hex(3)}", start)
     timestamp = str(int(start.timestamp()))
     headers = {
@@ -391,7 +398,7 @@ async def _measure(
     report["answered_by_simulation"] = (await _call_states(runtime, warning_id)).get("answered", 0)
 
     policy = runtime.settings.policy_for("red")
-    clock.advance(policy.ladder[0].at_min * 60 + 1)
+    await _make_due(runtime, warning_id, timedelta(minutes=policy.ladder[0].at_min, seconds=1))
     started = time.perf_counter()
     swept = await sweep(runtime)
     report["sweep_ms"] = round((time.perf_counter() - started) * 1000, 1)

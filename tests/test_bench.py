@@ -36,6 +36,7 @@ FIGURES = (
     "sends_vs_arq_noop",
     "sends_vs_insert",
     "peak_rss_mb",
+    "worker_peak_rss_mb",
 )
 
 

@@ -1,0 +1,98 @@
+"""One of `jiaoying bench`'s workers: a process of its own, so K workers use K cores.
+
+`python -m dispatcher.bench_worker` reads the bench's settings as JSON on stdin, opens
+its own runtime on them (system clock, the bench's database and Redis), runs an arq
+worker without the cron sweep (the bench runs and times the sweep itself), and says
+`ready` on stdout. On SIGTERM it stops, lets the jobs in hand finish, and prints its
+peak RSS as a JSON line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import resource
+import signal
+import subprocess
+import sys
+from contextlib import suppress
+
+from dispatcher.config import Settings
+from dispatcher.runtime import open_runtime
+from dispatcher.worker import build_worker
+
+READY = "ready"
+
+
+async def serve(settings: Settings) -> float:
+    """Run a worker until SIGTERM; returns this process's peak RSS in MB."""
+    runtime = await open_runtime(settings, migrate=False)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    worker = build_worker(runtime, with_cron=False)
+    main = asyncio.create_task(worker.main())
+    print(READY, flush=True)
+    try:
+        await asyncio.wait([main, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED")
+        if main.done():
+            main.result()  # the worker stopped on its own: say why
+    finally:
+        main.cancel()
+        with suppress(asyncio.CancelledError):
+            await main
+        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+        await runtime.aclose()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class WorkerProcess:
+    """The bench's handle on one worker process."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls, settings: Settings) -> WorkerProcess:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "dispatcher.bench_worker",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(settings.model_dump_json().encode())
+        process.stdin.close()
+        line = (await process.stdout.readline()).decode().strip()
+        if line != READY:
+            await process.wait()
+            raise RuntimeError(f"a bench worker did not start (exit {process.returncode})")
+        return cls(process)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    async def stop(self) -> float | None:
+        """Stop the worker; returns its peak RSS in MB (None if it died before)."""
+        if self.alive:
+            self.process.send_signal(signal.SIGTERM)
+        assert self.process.stdout is not None
+        output = (await self.process.stdout.read()).decode().strip().splitlines()
+        await self.process.wait()
+        try:
+            return float(json.loads(output[-1])["peak_rss_mb"])
+        except (IndexError, ValueError, KeyError):
+            return None
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings = Settings.model_validate_json(sys.stdin.read())
+    rss = asyncio.run(serve(settings))
+    print(json.dumps({"peak_rss_mb": round(rss, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
