@@ -21,6 +21,8 @@ each group, in the order `sending` documents for one attempt, but once for all o
 
 A callback may report on a send before its group is recorded; it finds no attempt with
 that provider message id and is retried by `worker.deliver_callback_job` until it does.
+Simulated providers' callbacks are held back until the group is recorded
+(`runtime.callbacks_held`), as a real provider's could not outrun its send's answer.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from dispatcher.ladder import note_deliveries
 from dispatcher.models import Attempt
 from dispatcher.queue import SEND_BATCH
 from dispatcher.routing import pick_provider, route_for
-from dispatcher.runtime import Runtime
+from dispatcher.runtime import Runtime, callbacks_held
 from dispatcher.sending import EARLY, Claim, build_message, record_result
 from dispatcher.vocabulary import AttemptPurpose, AttemptStatus
 
@@ -84,24 +86,36 @@ async def send_batch(runtime: Runtime, claims: Sequence[Claim]) -> Counter[str]:
     outcomes: Counter[str] = Counter()
     for (channel, route, skip), members in groups.items():
         group = _Group([], Counter())
-        try:
-            await _send_group(runtime, channel, list(route), set(skip), members, group)
-        except Exception:
-            # What was not recorded stays `sending` until its lease runs out and the
-            # sweep takes it up; the other groups go on.
-            log.exception("%d %s sends failed; the sweep will take them up", len(members), channel)
-            unaccounted = len(members) - sum(group.outcomes.values()) - len(group.accepted)
-            group.outcomes["error"] += unaccounted
-        if group.accepted:
-            try:
-                await record_accepted(runtime, group.accepted)
-            except Exception:
-                log.exception("%d sends were made but not recorded", len(group.accepted))
-                group.outcomes["error"] += len(group.accepted)
-            else:
-                group.outcomes["sent"] += len(group.accepted)
+        async with callbacks_held(runtime):
+            await _send_and_record(runtime, channel, list(route), set(skip), members, group)
         outcomes.update(group.outcomes)
     return outcomes
+
+
+async def _send_and_record(
+    runtime: Runtime,
+    channel: str,
+    route: list[str],
+    skip: set[str],
+    claims: list[Claim],
+    group: _Group,
+) -> None:
+    try:
+        await _send_group(runtime, channel, route, skip, claims, group)
+    except Exception:
+        # What was not recorded stays `sending` until its lease runs out and the sweep
+        # takes it up; the other groups go on.
+        log.exception("%d %s sends failed; the sweep will take them up", len(claims), channel)
+        unaccounted = len(claims) - sum(group.outcomes.values()) - len(group.accepted)
+        group.outcomes["error"] += unaccounted
+    if group.accepted:
+        try:
+            await record_accepted(runtime, group.accepted)
+        except Exception:
+            log.exception("%d sends were made but not recorded", len(group.accepted))
+            group.outcomes["error"] += len(group.accepted)
+        else:
+            group.outcomes["sent"] += len(group.accepted)
 
 
 async def _send_group(

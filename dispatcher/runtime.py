@@ -6,7 +6,11 @@ Tests build their own with a `ManualClock`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +29,9 @@ from dispatcher.recipient_limits import RecipientLimiter
 from dispatcher.reply_batches import ReplyBatcher
 
 log = logging.getLogger(__name__)
+# (channel, provider, request, real delay) of callbacks scheduled while held back.
+HeldCallback = tuple[str, str, dict[str, Any], float]
+_held_callbacks: ContextVar[list[HeldCallback] | None] = ContextVar("held_callbacks", default=None)
 
 
 @dataclass
@@ -74,6 +81,10 @@ async def open_runtime(
     ) -> None:
         # A simulated recipient's delay is in the clock's time: a demo at 30x hears back
         # 30 times sooner, and a test's manual clock hears back at once.
+        held = _held_callbacks.get()
+        if held is not None:
+            held.append((channel, provider, request, clock.real_delay(delay_s)))
+            return
         await queue.enqueue_callback(channel, provider, request, clock.real_delay(delay_s))
 
     providers = Providers.build(settings, http, schedule)
@@ -92,3 +103,21 @@ async def open_runtime(
         recipients=RecipientLimiter(queue.pool),
         owns_redis=owns_redis,
     )
+
+
+@asynccontextmanager
+async def callbacks_held(runtime: Runtime) -> AsyncIterator[None]:
+    """Hold back the callbacks simulated providers schedule in this block until it ends.
+
+    A batch's sends are recorded after the whole batch is sent; a real provider's report
+    comes over the network after its send was answered, but a zero-delay simulated one
+    would reach a worker before the record and only be retried. Held callbacks are
+    enqueued when the block ends, whether or not it failed.
+    """
+    held: list[HeldCallback] = []
+    token = _held_callbacks.set(held)
+    try:
+        yield
+    finally:
+        _held_callbacks.reset(token)
+        await asyncio.gather(*(runtime.queue.enqueue_callback(*args) for args in held))

@@ -260,3 +260,46 @@ async def test_reserve_many_hands_out_the_slots_reserve_would(
     after = await limiter.reserve("sms", "twilio", 4, now)
     assert [first, *many, after] == [now + timedelta(seconds=0.25 * k) for k in range(5)]
     assert await limiter.reserve_many("sms", "twilio", 0, now, 2) == [now, now]
+
+
+async def test_simulated_answers_are_released_once_their_batch_is_recorded(
+    backend: Backend, clock: ManualClock, tmp_path: Path
+) -> None:
+    runtime = await open_runtime(
+        answering_settings(backend, 1.0), clock=clock, migrate=False, redis=backend.redis_handle
+    )
+    try:
+        await setup_directory(runtime, tmp_path)
+        warning_id = await post_warning(runtime, clock, "BATCH-4")
+        voice = [a.id for a in await attempts_of(runtime, warning_id) if a.channel == "voice"]
+        await runtime.queue.pool.delete("jiaoying:queue")
+        # what the database says of each keypress's send when the keypress is enqueued
+        status_then: list[str | None] = []
+        enqueue = runtime.queue.enqueue_callback
+
+        async def noting(
+            channel: str, provider: str, request: dict[str, Any], delay_s: float
+        ) -> None:
+            async with runtime.db.sessions() as session:
+                status_then.append(
+                    await session.scalar(
+                        select(Attempt.status).where(
+                            Attempt.provider_message_id == request["form"]["CallSid"]
+                        )
+                    )
+                )
+            await enqueue(channel, provider, request, delay_s)
+
+        runtime.queue.enqueue_callback = noting  # type: ignore[method-assign,assignment]
+
+        assert counts(await send_attempts_job({"runtime": runtime}, voice)) == {"sent": len(voice)}
+
+        assert status_then == ["sent"] * len(voice)
+        # so every keypress finds its send on the first try
+        callbacks = await runtime.queue.pool.queued_jobs()
+        assert [job.function for job in callbacks] == [DELIVER_CALLBACK] * len(voice)
+        for job in callbacks:
+            await deliver_callback_job({"runtime": runtime, "job_try": 1}, *job.args)
+        assert {c.state for c in await calls_of(runtime, warning_id)} == {"answered"}
+    finally:
+        await runtime.aclose()
