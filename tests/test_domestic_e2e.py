@@ -215,3 +215,69 @@ async def test_wecom_member_limits_are_kept_not_dropped(
             "sent",
         ]
         assert len(world.wecom.delivered) == 32 and not world.wecom.dropped
+
+
+async def test_mainland_texts_go_out_many_to_a_request(
+    backend: Backend, clock: ManualClock, tmp_path: Path
+) -> None:
+    """The core hands Aliyun its texts in batches: the call texts (each with its own link)
+    share SendBatchSms requests, the lifted notice (one text for all) SendSms; every
+    receipt and reply still finds its own person's send."""
+    async with domestic_world(backend, clock, tmp_path) as world:
+        aliyun = world.aliyun
+        await post_warning(world, clock)
+        await run_until_idle(world.runtime)
+
+        mainland = {"13900000001", "13900000011", "13900000021", "13900000031"}
+        mainland |= {"13900000041", "13900000051"}
+        assert {m["number"] for m in aliyun.messages} == mainland
+        texts = [a for a in aliyun.actions if a in ("SendSms", "SendBatchSms")]
+        assert len(texts) < len(aliyun.messages)
+        assert any(action == "SendBatchSms" and n > 1 for action, n in aliyun.sent)
+        ids = []
+        for person in ("t1", "a1", "b1", "c1", "d1", "e1"):
+            [sms] = (await world.attempts_of(person))["sms"]
+            assert (sms.provider, sms.status) == ("aliyun", "sent")
+            ids.append(sms.provider_message_id)
+        assert len(set(ids)) == len(ids)
+
+        # receipts name the request's BizId and the number: each finds its own attempt
+        aliyun.sms_fate = {"13900000021": (False, "MK:0001")}
+        await aliyun.progress()
+        statuses = {
+            person: (await world.attempts_of(person))["sms"][0].status
+            for person in ("t1", "a1", "b1", "c1", "d1", "e1")
+        }
+        assert statuses == {
+            "t1": "delivered",
+            "a1": "delivered",
+            "b1": "failed",
+            "c1": "delivered",
+            "d1": "delivered",
+            "e1": "delivered",
+        }
+        # a reply to a batched text answers that person's call
+        await aliyun.reply("13900000031", "1")
+        call = await world.call_of("c1")
+        assert (call.state, call.answer_meaning) == ("answered", "received")
+        assert (await world.call_of("d1")).state == "calling"
+        await run_until_idle(world.runtime)  # the thanks to 钱六
+
+        # the warning is lifted: one text for everyone called, sent together
+        sent_before = len(aliyun.sent)
+        body = cap("CN1", ["441799100000"]).replace(
+            b"<msgType>Alert</msgType>", b"<msgType>Cancel</msgType>"
+        )
+        body = body.replace(
+            b"<scope>Public</scope>",
+            b"<scope>Public</scope><references>441799000000@cma.gov.cn,CN1,"
+            b"2026-07-01T10:00:00+08:00</references>",
+        ).replace(b"<identifier>CN1</identifier>", b"<identifier>CN1-C</identifier>")
+        response = await world.client.post(
+            "/api/v1/warnings", content=body, headers=signed(body, clock)
+        )
+        assert response.status_code == 202, response.text
+        await run_until_idle(world.runtime)
+        lifted = [m for m in aliyun.messages if "预警解除" in m["params"]["content"]]
+        assert {m["number"] for m in lifted} <= mainland and len(lifted) > 1
+        assert aliyun.sent[sent_before:] == [("SendSms", len(lifted))]
