@@ -1,11 +1,11 @@
 """`jiaoying bench`: how fast a warning reaches everyone, measured against the limits.
 
-One run, in one process: build a synthetic directory of N responders
-(`dispatcher.bench_world`), measure the machine's ceilings on the same back ends
-(`dispatcher.bench_limits`), start K arq workers, each a process of its own
-(`dispatcher.bench_worker`), with zero-latency simulated providers
-(a share of the recipients answers at once, no delivery receipts), post one signed red
-warning covering everyone to the webhook, and time, in order:
+One run: the bench process builds a synthetic directory of N responders
+(`dispatcher.bench_world`), measures the machine's ceilings on the same back ends
+(`dispatcher.bench_limits`), starts K arq workers, each a process of its own
+(`dispatcher.bench_worker`), with zero-latency simulated providers (a share of the
+recipients answers at once, no delivery receipts), posts one signed red warning covering
+everyone to its own webhook (the app runs in the bench process), and times, in order:
 
 1. the webhook to its 202 (`ingest_ms`), then to the first, median and last send handed
    to a provider (`first_send_ms`, `p50_send_ms`, `all_sent_s`, `sends_per_s`);
