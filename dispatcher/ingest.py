@@ -30,6 +30,7 @@ from dispatcher.models import Broadcast, Call, Warning
 from dispatcher.runtime import Runtime
 from dispatcher.security import verify_webhook
 from dispatcher.senders import allowed_paths, check_areas, check_level, check_rate, field_of
+from dispatcher.statistics import BIG_FANOUT
 from dispatcher.targeting import Target, resolve_target
 from dispatcher.vocabulary import CallState, WarningState
 
@@ -96,6 +97,8 @@ async def ingest(
     try:
         await runtime.queue.enqueue_attempts(fanned.attempt_ids)
         await runtime.queue.enqueue_broadcasts(fanned.broadcast_ids)
+        if len(fanned.call_ids) >= BIG_FANOUT:
+            await runtime.queue.enqueue_statistics()
     except Exception:  # the sweep re-enqueues from the database; the warning is safe
         log.exception("enqueue failed for warning %s; the sweep will retry", result.id)
     return result

@@ -36,6 +36,7 @@ SEND_ATTEMPTS = "send_attempts"
 SEND_BATCH = 100
 SEND_BROADCAST = "send_broadcast"
 DELIVER_CALLBACK = "deliver_callback"
+REFRESH_STATISTICS = "refresh_statistics"
 # Jobs per script call when enqueueing many: one round trip each, not one per job.
 ENQUEUE_CHUNK = 500
 
@@ -194,6 +195,11 @@ class Queue:
         await self.pool.enqueue_job(
             DELIVER_CALLBACK, channel, provider, request, _defer_by=delay_s or None
         )
+
+    async def enqueue_statistics(self) -> bool:
+        """Ask a worker to ANALYZE after a large fan-out (one such job queued at a time)."""
+        job = await self.pool.enqueue_job(REFRESH_STATISTICS, _job_id=REFRESH_STATISTICS)
+        return job is not None
 
     async def depth(self) -> int:
         return int(await self.pool.zcard(QUEUE_NAME))

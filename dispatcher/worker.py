@@ -23,6 +23,7 @@ from dispatcher.queue import QUEUE_NAME
 from dispatcher.retries import Deferred
 from dispatcher.runtime import Runtime
 from dispatcher.sending import claim_attempts, send_attempt
+from dispatcher.statistics import refresh_statistics
 
 log = logging.getLogger(__name__)
 # A deferred send comes back as the same job; past this many tries arq gives up on the
@@ -105,6 +106,10 @@ async def deliver_callback_job(
         )
 
 
+async def refresh_statistics_job(ctx: dict[str, Any]) -> bool:
+    return await refresh_statistics(ctx["runtime"].db)
+
+
 async def sweep_job(ctx: dict[str, Any]) -> None:
     await sweep(ctx["runtime"])
 
@@ -118,6 +123,7 @@ def build_worker(runtime: Runtime, *, burst: bool = False, with_cron: bool = Tru
             func(send_attempts_job, name="send_attempts"),
             func(send_broadcast_job, name="send_broadcast", max_tries=SEND_MAX_TRIES),
             func(deliver_callback_job, name="deliver_callback", max_tries=CALLBACK_MAX_TRIES),
+            func(refresh_statistics_job, name="refresh_statistics"),
         ],
         cron_jobs=cron_jobs if with_cron else [],
         redis_pool=runtime.queue.pool,

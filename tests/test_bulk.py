@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import deserialize_job
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import StatementError
 
 from dispatcher.bulk import id_in, insert_rows, reserve_ids
@@ -159,3 +159,23 @@ async def test_enqueue_many_keeps_arq_format_and_skips_queued(runtime: Runtime) 
     assert await queue.enqueue_broadcasts([7, 8, 8]) == 1
     queued = await queue.pool.zrange(QUEUE_NAME, 0, -1)
     assert b"broadcast:8" in queued and b"broadcast:7" not in queued
+
+
+async def test_statistics_job_analyzes_the_fan_out_tables(runtime: Runtime) -> None:
+    """After a large fan-out a worker runs ANALYZE, so PostgreSQL plans answers' queries
+    for a warning of 100,000 calls rather than for an empty table."""
+    assert await runtime.queue.enqueue_statistics()
+    assert not await runtime.queue.enqueue_statistics()  # one such job queued at a time
+    assert await run_until_idle(runtime) == 1
+    if runtime.db.is_sqlite:
+        return
+    async with runtime.db.sessions() as session:
+        rows = await session.execute(
+            text(
+                "SELECT relname, last_analyze FROM pg_stat_user_tables "
+                "WHERE relname IN ('calls', 'attempts')"
+            )
+        )
+        analyzed = {name: at for name, at in rows}
+    assert set(analyzed) == {"calls", "attempts"}
+    assert all(at is not None for at in analyzed.values())
