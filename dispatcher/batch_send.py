@@ -45,7 +45,7 @@ from dispatcher.models import Attempt
 from dispatcher.queue import SEND_BATCH
 from dispatcher.routing import pick_provider, route_for
 from dispatcher.runtime import Runtime, callbacks_held
-from dispatcher.sending import EARLY, Claim, build_message, record_result
+from dispatcher.sending import EARLY, Claim, build_message, recipient_free_at, record_result
 from dispatcher.vocabulary import AttemptPurpose, AttemptStatus
 
 log = logging.getLogger(__name__)
@@ -164,20 +164,12 @@ async def _admit(
         if slot > now + EARLY:
             later.append((claim, slot, provider.name, slot))
             continue
-        if provider.flags.recipient_limits:
-            free_at = await runtime.recipients.admit(
-                channel,
-                provider.name,
-                claim.address,
-                provider.flags.recipient_limits,
-                f"attempt:{claim.attempt_id}",
-                now,
-            )
-            if free_at > now:
-                # The provider slot is given up; a new one is taken when this person may
-                # have another message.
-                later.append((claim, free_at, provider.name, None))
-                continue
+        free_at = await recipient_free_at(runtime, claim, provider, now)
+        if free_at > now:
+            # The provider slot is given up; a new one is taken when this person may
+            # have another message.
+            later.append((claim, free_at, provider.name, None))
+            continue
         ready.append(claim)
     await _put_back(runtime, later)
     group.outcomes["deferred"] += len(later)

@@ -197,6 +197,23 @@ def _deferred(runtime: Runtime, until: datetime, now: datetime) -> Deferred:
     return Deferred(runtime.clock.real_delay((until - now).total_seconds()))
 
 
+async def recipient_free_at(
+    runtime: Runtime, claim: Claim, provider: Provider, now: datetime
+) -> datetime:
+    """When this person may have another message through a provider that limits sends
+    per recipient (now, if it does not or they may)."""
+    if not provider.flags.recipient_limits:
+        return now
+    return await runtime.recipients.admit(
+        claim.channel,
+        provider.name,
+        claim.address,
+        provider.flags.recipient_limits,
+        f"attempt:{claim.attempt_id}",
+        now,
+    )
+
+
 async def send_attempt(runtime: Runtime, attempt_id: int) -> str:
     """Send one attempt; returns "sent", "failed" or "skipped", or raises `Deferred`."""
     claim = await _claim_attempt(runtime, attempt_id)
@@ -225,20 +242,12 @@ async def send_claimed(runtime: Runtime, claim: Claim) -> str:
     if slot > now + EARLY:
         await _put_back(runtime, claim, slot, provider.name, slot)
         raise _deferred(runtime, slot, now)
-    if provider.flags.recipient_limits:
-        free_at = await runtime.recipients.admit(
-            claim.channel,
-            provider.name,
-            claim.address,
-            provider.flags.recipient_limits,
-            f"attempt:{claim.attempt_id}",
-            now,
-        )
-        if free_at > now:
-            # This person had all the provider lets through for now; the provider slot is
-            # given up and a new one taken when the recipient may have another.
-            await _put_back(runtime, claim, free_at, provider.name, None)
-            raise _deferred(runtime, free_at, now)
+    free_at = await recipient_free_at(runtime, claim, provider, now)
+    if free_at > now:
+        # This person had all the provider lets through for now; the provider slot is
+        # given up and a new one taken when the recipient may have another.
+        await _put_back(runtime, claim, free_at, provider.name, None)
+        raise _deferred(runtime, free_at, now)
 
     message = build_message(runtime, claim, provider)
     error: SendError | None = None
