@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -215,7 +216,14 @@ class Attempt(Base):
     __tablename__ = "attempts"
     __table_args__ = (
         Index("ix_attempts_due", "status", "due_at"),
-        Index("ix_attempts_provider_ref", "provider", "provider_message_id"),
+        # Receipts name a message a provider accepted; queued sends have no reference.
+        Index(
+            "ix_attempts_provider_ref",
+            "provider",
+            "provider_message_id",
+            postgresql_where=text("provider_message_id IS NOT NULL"),
+            sqlite_where=text("provider_message_id IS NOT NULL"),
+        ),
         # A call's sends in one state (an answer cancels those still queued): with only
         # `call_id` indexed, PostgreSQL ANDs in `ix_attempts_due`, whose `queued` entries
         # number every send of a big warning until vacuum, and takes ~10 ms a call.
@@ -223,9 +231,12 @@ class Attempt(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    warning_id: Mapped[int | None] = mapped_column(ForeignKey("warnings.id"), index=True)
-    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
-    responder_id: Mapped[int | None] = mapped_column(ForeignKey("responders.id"))
+    # No foreign keys: their per-row checks were half the cost of writing a big
+    # warning's first attempts (migration 0008). The dispatcher alone writes attempts,
+    # with their call's warning and responder, and deletes no warning, call or responder.
+    warning_id: Mapped[int | None] = mapped_column(index=True)
+    call_id: Mapped[int | None]
+    responder_id: Mapped[int | None]
     purpose: Mapped[str] = mapped_column(String(16))
     channel: Mapped[str] = mapped_column(String(16))
     address: Mapped[str] = mapped_column(String(200))

@@ -19,15 +19,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import or_, select, text
 
 from dispatcher.clock import ManualClock
 from dispatcher.config import Settings, settings_from_dict
 from dispatcher.db import Database
 from dispatcher.migrations import upgrade_sync
-from dispatcher.models import Base
+from dispatcher.models import Attempt, Base, Call, Responder, Warning
 from dispatcher.queue import RedisHandle, open_redis
 from dispatcher.runtime import Runtime, open_runtime
+from dispatcher.vocabulary import AttemptPurpose
 
 SENDER_SECRET = "test-sender-secret"
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -183,4 +184,31 @@ async def runtime(backend: Backend, clock: ManualClock) -> AsyncIterator[Runtime
         make_settings(backend), clock=clock, migrate=False, redis=backend.redis_handle
     )
     yield rt
-    await rt.aclose()
+    try:
+        assert await attempts_disagreeing_with_their_call(rt.db) == []
+    finally:
+        await rt.aclose()
+
+
+async def attempts_disagreeing_with_their_call(db: Database) -> list[int]:
+    """Attempts have no foreign keys (migration 0008): whatever a test did, each attempt
+    must still name an existing call, warning and responder; a call's own sends go to
+    its responder (a notice about a call goes to someone else)."""
+    async with db.sessions() as session:
+        rows = await session.scalars(
+            select(Attempt.id)
+            .outerjoin(Call, Call.id == Attempt.call_id)
+            .outerjoin(Warning, Warning.id == Attempt.warning_id)
+            .outerjoin(Responder, Responder.id == Attempt.responder_id)
+            .where(
+                or_(
+                    (Attempt.call_id.is_not(None) & Call.id.is_(None)),
+                    Call.warning_id != Attempt.warning_id,
+                    (Attempt.purpose == AttemptPurpose.CALL)
+                    & (Call.responder_id != Attempt.responder_id),
+                    (Attempt.warning_id.is_not(None) & Warning.id.is_(None)),
+                    (Attempt.responder_id.is_not(None) & Responder.id.is_(None)),
+                )
+            )
+        )
+        return list(rows)
