@@ -10,7 +10,8 @@ the insert itself, each done the fast way on each back end.
   safe because every SQLite write transaction holds the write lock from its BEGIN
   IMMEDIATE (`dispatcher.db`) until it commits.
 * `insert_rows`: PostgreSQL COPY through the session's own asyncpg connection (so in the
-  same transaction), Core executemany on SQLite.
+  same transaction), Core executemany on SQLite; a broken constraint is an
+  `IntegrityError` on both.
 * `update_rows`: many rows each set to its own values, by id: on PostgreSQL one UPDATE
   joined to the columns sent as arrays (`unnest`), Core executemany on SQLite.
 """
@@ -36,6 +37,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.db import UTCDateTime
@@ -120,9 +122,15 @@ async def insert_rows(
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
-    await driver.copy_records_to_table(
-        table.name, records=_copy_records(table, columns, rows), columns=list(columns)
-    )
+    from asyncpg.exceptions import IntegrityConstraintViolationError
+
+    try:
+        await driver.copy_records_to_table(
+            table.name, records=_copy_records(table, columns, rows), columns=list(columns)
+        )
+    except IntegrityConstraintViolationError as error:
+        # as SQLAlchemy reports it for its own statements, so callers catch one kind
+        raise IntegrityError(f"COPY {table.name}", None, error) from error
 
 
 async def update_rows(

@@ -30,6 +30,7 @@ from sqlalchemy import and_, exists, insert, or_, select, update
 
 from dispatcher.digests import escalate_tasks, send_digests
 from dispatcher.doorknock import open_speaker_task
+from dispatcher.fanout_stages import resume_fan_outs
 from dispatcher.ladder import DUE_COLUMNS, DueCall, apply_steps, undeliverable_target
 from dispatcher.lifecycle import expire_due
 from dispatcher.models import Attempt, AuditEvent, Broadcast, Call, Warning
@@ -65,10 +66,13 @@ class SweepReport:
     requeued: int = 0
     speakers_failed: int = 0
     expired: int = 0
+    # calls of big warnings whose writer died mid-way (dispatcher.fanout_stages)
+    fan_outs_resumed: int = 0
 
 
 async def sweep(runtime: Runtime) -> SweepReport:
     report = SweepReport()
+    report.fan_outs_resumed = await resume_fan_outs(runtime)
     report.expired = await expire_due(runtime)
     report.undeliverable = await _jump_undeliverable(runtime)
     report.steps = await _apply_due_steps(runtime)

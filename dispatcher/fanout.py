@@ -26,7 +26,6 @@ from dispatcher.config import Policy, QuietHoursSettings
 from dispatcher.db import UTCDateTime
 from dispatcher.models import Attempt, Broadcast, Call, Contact, Warning
 from dispatcher.quiet_hours import defer
-from dispatcher.targeting import Target
 from dispatcher.vocabulary import AttemptPurpose, AttemptStatus, BroadcastStatus, CallState
 
 CONTACT_KIND = {"sms": "phone", "voice": "phone", "wechat": "wecom"}
@@ -271,19 +270,23 @@ async def create_calls(
     session: AsyncSession,
     *,
     warning: Warning,
-    target: Target,
+    responders: Sequence[tuple[int, int]],
+    speakers: Sequence[int],
     policy: Policy,
     now: datetime,
     quiet: QuietHoursSettings | None = None,
 ) -> FanoutResult:
-    """A red warning may cover 100,000 people: call ids are reserved first, so each
-    call's code is picked before its row is written; the calls go in as one bulk write
+    """Calls to `responders` ((responder id, region id), none of them called yet on this
+    warning) with their first attempts, and a broadcast per speaker.
+
+    A red warning may cover 100,000 people: call ids are reserved first, so each call's
+    code is picked before its row is written; the calls go in as one bulk write
     (`dispatcher.bulk`) and their first attempts as one INSERT ... SELECT, never an ORM
     object or a round trip per row."""
     result = FanoutResult()
     # A low-level warning at night waits for the morning when configured (never red/orange).
     send_at = defer(quiet, warning.level, now) if quiet is not None else now
-    targeted = sorted(target.responders.items())
+    targeted = sorted(responders)
     responder_ids = [responder_id for responder_id, _ in targeted]
     taken = await _taken_codes(session, warning.id, responder_ids)
     call_ids = await reserve_ids(session, Call.__table__, len(targeted))  # type: ignore[arg-type]
@@ -302,14 +305,16 @@ async def create_calls(
         for call_id, (responder_id, region_id) in zip(call_ids, targeted, strict=True)
     ]
     await insert_rows(session, Call.__table__, CALL_COLUMNS, calls)  # type: ignore[arg-type]
-    attempt_ids = await _first_attempts(session, warning.id, policy.channels, send_at)
+    if call_ids:
+        result.attempt_ids = await _first_attempts(
+            session, warning.id, (call_ids[0], call_ids[-1]), policy.channels, send_at
+        )
     result.call_ids = call_ids
-    result.attempt_ids = attempt_ids
     broadcasts = [
         Broadcast(
             warning_id=warning.id, speaker_id=sid, status=BroadcastStatus.QUEUED, due_at=send_at
         )
-        for sid in target.speakers
+        for sid in speakers
     ]
     session.add_all(broadcasts)
     await session.flush()
@@ -318,12 +323,17 @@ async def create_calls(
 
 
 async def _first_attempts(
-    session: AsyncSession, warning_id: int, channels: list[str], at: datetime
+    session: AsyncSession,
+    warning_id: int,
+    call_range: tuple[int, int],
+    channels: list[str],
+    at: datetime,
 ) -> list[int]:
-    """The first attempt of each of the warning's calls on each channel for which the
-    responder has a usable contact (its first by position), written by the database
-    from the calls and contacts in one statement: 300,000 addresses never travel to
-    Python and back. Ids ascend by call, then channel in the policy's order."""
+    """The first attempt of each of the warning's calls with ids in `call_range` (the
+    calls just written) on each channel for which the responder has a usable contact
+    (its first by position), written by the database from the calls and contacts in one
+    statement: 300,000 addresses never travel to Python and back. Ids ascend by call,
+    then channel in the policy's order."""
     if not channels:
         return []
     kinds = [
@@ -335,7 +345,8 @@ async def _first_attempts(
         for order, channel in enumerate(channels)
     ]
     wanted = union_all(*kinds).subquery("wanted") if len(kinds) > 1 else kinds[0].subquery("wanted")
-    called = select(Call.responder_id).where(Call.warning_id == warning_id)
+    new_calls = (Call.warning_id == warning_id) & Call.id.between(*call_range)
+    called = select(Call.responder_id).where(new_calls)
     ranked = (
         select(
             Contact.responder_id,
@@ -375,7 +386,7 @@ async def _first_attempts(
             & (ranked.c.kind == wanted.c.kind)
             & (ranked.c.rank == 1),
         )
-        .where(Call.warning_id == warning_id)
+        .where(new_calls)
         .order_by(Call.id, wanted.c.ord)
     )
     ids = await session.scalars(

@@ -20,18 +20,18 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatcher.areas import areas_shape
 from dispatcher.audit import record
 from dispatcher.cap import ParsedWarning, WarningRejected, parse_warning
 from dispatcher.config import SenderSettings
 from dispatcher.fanout import FanoutResult, create_calls
+from dispatcher.fanout_stages import LEASE, split_first_stage, warning_target, write_stages
 from dispatcher.lifecycle import cancel_warnings, find_referenced, stop_warning, supersede
 from dispatcher.models import Broadcast, Call, Warning
 from dispatcher.runtime import Runtime
 from dispatcher.security import verify_webhook
-from dispatcher.senders import allowed_paths, check_areas, check_level, check_rate, field_of
+from dispatcher.senders import check_level, check_rate, field_of
 from dispatcher.statistics import BIG_FANOUT
-from dispatcher.targeting import Target, resolve_target
+from dispatcher.targeting import Target
 from dispatcher.vocabulary import CallState, WarningState
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ async def ingest(
     if existing is not None:
         return existing
     try:
-        result, fanned = await _store(runtime, parsed, sender.settings, body, content_type)
+        result, fanned, pending = await _store(runtime, parsed, sender.settings, body, content_type)
     except IntegrityError:
         found = await _find(runtime, parsed)
         if found is None:
@@ -97,11 +97,33 @@ async def ingest(
     try:
         await runtime.queue.enqueue_attempts(fanned.attempt_ids)
         await runtime.queue.enqueue_broadcasts(fanned.broadcast_ids)
-        if len(fanned.call_ids) >= BIG_FANOUT:
-            await runtime.queue.enqueue_statistics()
     except Exception:  # the sweep re-enqueues from the database; the warning is safe
         log.exception("enqueue failed for warning %s; the sweep will retry", result.id)
+    if pending:
+        await _write_the_rest(runtime, result, pending)
+    if result.calls >= BIG_FANOUT:
+        try:
+            await runtime.queue.enqueue_statistics()
+        except Exception:
+            log.exception("could not ask for statistics after warning %s", result.id)
     return result
+
+
+async def _write_the_rest(
+    runtime: Runtime, result: IngestResult, pending: list[tuple[int, int]]
+) -> None:
+    """The calls after the first stage, each stage sent as soon as it commits. The
+    warning is stored whatever happens here: a failure leaves the rest to the sweep."""
+    try:
+        written = await write_stages(runtime, result.id, pending)
+    except Exception:
+        log.exception("fan-out of warning %s interrupted; the sweep will finish it", result.id)
+        result.notes.append(
+            f"fan-out interrupted after {result.calls} calls: a worker writes the rest"
+        )
+        return
+    result.calls += written.calls
+    result.notes += written.notes
 
 
 async def _find(runtime: Runtime, parsed: ParsedWarning) -> IngestResult | None:
@@ -173,37 +195,24 @@ def _new_warning(
     )
 
 
-async def _target(
-    runtime: Runtime, session: AsyncSession, parsed: ParsedWarning, sender: SenderSettings
-) -> Target:
-    """The warning's target, after refusing (403) an area the sender may not warn."""
-    policy = runtime.settings.policy_for(parsed.level)
-    paths = await allowed_paths(session, sender)
-    target = await resolve_target(
-        session,
-        geocodes=parsed.geocodes(),
-        area=areas_shape(parsed.areas),
-        roles=policy.roles,
-        aliases=runtime.settings.geocode_aliases,
-        allowed_paths=paths,
-    )
-    check_areas(sender, parsed, target, paths)
-    return target
-
-
 async def _store(
     runtime: Runtime,
     parsed: ParsedWarning,
     sender: SenderSettings,
     body: bytes,
     content_type: str | None,
-) -> tuple[IngestResult, FanoutResult]:
+) -> tuple[IngestResult, FanoutResult, list[tuple[int, int]]]:
+    """The warning, and whatever it does at once; the calls beyond the first stage of a
+    big Alert are returned to be written after this transaction commits."""
     now = runtime.clock.now()
     notes: list[str] = []
     fanned = FanoutResult()
+    pending: list[tuple[int, int]] = []
     notice_ids: list[int] = []
     async with runtime.db.transaction() as session:
-        target = await _target(runtime, session, parsed, sender) if parsed.areas else Target()
+        target = (
+            await warning_target(runtime, session, parsed, sender) if parsed.areas else Target()
+        )
         warning = _new_warning(parsed, sender.name, body, content_type, runtime)
         session.add(warning)
         await session.flush()
@@ -224,11 +233,15 @@ async def _store(
         elif parsed.msg_type not in CALLING_MSG_TYPES:
             notes.append(f"msgType {parsed.msg_type}: stored, nobody called")
         else:
-            fanned, fan_notes = await _fan_out(runtime, session, parsed, warning, target)
+            fanned, fan_notes, pending = await _fan_out(runtime, session, parsed, warning, target)
             notes += fan_notes
         fanned.attempt_ids += notice_ids
         warning.notes = notes
-        calls = len(fanned.call_ids)
+        if pending:
+            warning.fanout_lease_until = now + LEASE
+        else:
+            warning.fanned_out_at = now
+        calls = len(fanned.call_ids) + len(pending)
         record(
             session,
             now,
@@ -239,14 +252,14 @@ async def _store(
         )
         result = IngestResult(
             warning.id,
-            calls,
+            len(fanned.call_ids),
             len(fanned.broadcast_ids),
             False,
             warning.level,
             notes,
             warning.is_drill,
         )
-    return result, fanned
+    return result, fanned, pending
 
 
 async def _fan_out(
@@ -255,8 +268,9 @@ async def _fan_out(
     parsed: ParsedWarning,
     warning: Warning,
     target: Target,
-) -> tuple[FanoutResult, list[str]]:
-    """Calls for an Alert, or for an Update of a known active warning its supersession."""
+) -> tuple[FanoutResult, list[str], list[tuple[int, int]]]:
+    """Calls for an Alert, or for an Update of a known active warning its supersession;
+    and an Alert's (responder id, region id) beyond the first stage, still to call."""
     notes: list[str] = []
     if target.unknown_codes:
         notes.append("unknown region codes: " + ", ".join(target.unknown_codes))
@@ -291,14 +305,16 @@ async def _fan_out(
                     now=clock_now,
                 )
                 supersede_notes.append(f"supersedes warning {other.id} too")
-            return fanned, notes + supersede_notes
+            return fanned, notes + supersede_notes, []
         notes.append("update called as a new warning")
+    first, pending = split_first_stage(list(target.responders.items()))
     fanned = await create_calls(
         session,
         warning=warning,
-        target=target,
+        responders=first,
+        speakers=target.speakers,
         policy=policy,
         now=clock_now,
         quiet=runtime.settings.quiet_hours,
     )
-    return fanned, notes
+    return fanned, notes, pending

@@ -141,6 +141,14 @@ async def stop_warning(
     )
 
 
+async def lock_warning(session: AsyncSession, warning_id: int) -> None:
+    """Wait for a stage of the warning's calls being written (`dispatcher.fanout_stages`)
+    to commit, and keep the next from starting, so that stopping it finds every call."""
+    await session.execute(
+        select(Warning.id).where(Warning.id == warning_id).with_for_update(key_share=True)
+    )
+
+
 async def cancel_warnings(
     runtime: Runtime, session: AsyncSession, cancel: Warning, targets: list[Warning], now: datetime
 ) -> tuple[list[str], list[int]]:
@@ -148,6 +156,7 @@ async def cancel_warnings(
     notes: list[str] = []
     notice_ids: list[int] = []
     for target in targets:
+        await lock_warning(session, target.id)
         if target.state == WarningState.CANCELLED:
             notes.append(f"warning {target.id} was already cancelled")
             continue
@@ -215,6 +224,7 @@ async def supersede(
 ) -> tuple[FanoutResult, list[str]]:
     """Fan out an Update of `previous`: calls for the new warning, answers carried over
     unless the level rose, update notices for whoever needs no new call."""
+    await lock_warning(session, previous.id)
     raised = level_rank(new.level) > level_rank(previous.level)
     new.supersedes_id = previous.id
     old_calls = {

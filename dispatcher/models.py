@@ -170,6 +170,10 @@ class Warning(Base):
     state: Mapped[str] = mapped_column(String(16), default="active")
     notes: Mapped[list[Any]] = mapped_column(JSON, default=list)
     received_at: Mapped[datetime] = mapped_column(index=True)
+    # When its last call was written; empty while a big fan-out is still being written
+    # (dispatcher.fanout_stages), whose writer holds it until `fanout_lease_until`.
+    fanned_out_at: Mapped[datetime | None]
+    fanout_lease_until: Mapped[datetime | None]
 
 
 class Call(Base):
