@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select, true, union_all, update
+from sqlalchemy import insert, literal, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from dispatcher.bulk import id_in, insert_rows, reserve_ids
 from dispatcher.codes import pick_code
@@ -345,25 +346,20 @@ async def _first_attempts(
         for order, channel in enumerate(channels)
     ]
     wanted = union_all(*kinds).subquery("wanted") if len(kinds) > 1 else kinds[0].subquery("wanted")
-    new_calls = (Call.warning_id == warning_id) & Call.id.between(*call_range)
-    called = select(Call.responder_id).where(new_calls)
-    ranked = (
-        select(
-            Contact.responder_id,
-            Contact.kind,
-            Contact.value,
-            func.row_number()
-            .over(
-                partition_by=(Contact.responder_id, Contact.kind),
-                order_by=(Contact.position, Contact.id),
-            )
-            .label("rank"),
-        )
+    # Each call's contacts by index, and of those only the first usable one of its kind:
+    # written as lookups, not a ranking joined back, so that even a planner without
+    # statistics (a freshly loaded directory) never repeats the ranking per call.
+    earlier = aliased(Contact)
+    has_earlier = (
+        select(earlier.id)
         .where(
-            Contact.bad.is_(False),
-            Contact.responder_id.in_(called),
+            earlier.responder_id == Contact.responder_id,
+            earlier.kind == Contact.kind,
+            earlier.bad.is_(False),
+            (earlier.position < Contact.position)
+            | ((earlier.position == Contact.position) & (earlier.id < Contact.id)),
         )
-        .subquery("ranked")
+        .exists()
     )
     rows = (
         select(
@@ -372,21 +368,21 @@ async def _first_attempts(
             Call.responder_id,
             literal(str(AttemptPurpose.CALL)),
             wanted.c.channel,
-            ranked.c.value,
+            Contact.value,
             literal(str(AttemptStatus.QUEUED)),
             literal(1),
             literal(at, UTCDateTime()),
             literal(at, UTCDateTime()),
         )
         .select_from(Call)
-        .join(wanted, true())
-        .join(
-            ranked,
-            (ranked.c.responder_id == Call.responder_id)
-            & (ranked.c.kind == wanted.c.kind)
-            & (ranked.c.rank == 1),
+        .join(Contact, Contact.responder_id == Call.responder_id)
+        .join(wanted, wanted.c.kind == Contact.kind)
+        .where(
+            Call.warning_id == warning_id,
+            Call.id.between(*call_range),
+            Contact.bad.is_(False),
+            ~has_earlier,
         )
-        .where(new_calls)
         .order_by(Call.id, wanted.c.ord)
     )
     ids = await session.scalars(
