@@ -333,8 +333,9 @@ async def _first_attempts(
     """The first attempt of each of the warning's calls with ids in `call_range` (the
     calls just written) on each channel for which the responder has a usable contact
     (its first by position), written by the database from the calls and contacts in one
-    statement: 300,000 addresses never travel to Python and back. Ids ascend by call,
-    then channel in the policy's order."""
+    statement: 300,000 addresses never travel to Python and back. Ids ascend by channel
+    in the policy's order, then by call, so that a send job's batch of consecutive ids
+    is mostly one channel: one provider request and one record transaction for it."""
     if not channels:
         return []
     kinds = [
@@ -383,7 +384,7 @@ async def _first_attempts(
             Contact.bad.is_(False),
             ~has_earlier,
         )
-        .order_by(Call.id, wanted.c.ord)
+        .order_by(wanted.c.ord, Call.id)
     )
     ids = await session.scalars(
         insert(Attempt).from_select(ATTEMPT_COLUMNS, rows).returning(Attempt.id)
