@@ -1,8 +1,9 @@
 """Warning to calls to attempts: who gets called on which channel.
 
-`create_calls` writes one call per targeted responder (with its short answer code), a
+`create_calls` writes one call per responder it is given (with its short answer code), a
 first attempt per channel of the level's policy for which the responder has a contact,
-and a broadcast per speaker, all in the caller's transaction. The ladder's clock starts
+and a broadcast per speaker, all in the caller's transaction; a big warning's
+responders come in stages (`dispatcher.fanout_stages`). The ladder's clock starts
 when a provider first accepts one of the call's sends (`dispatcher.ladder`), so calls
 start with no `next_step_at`; a low-level warning in quiet hours is sent when they end.
 The caller enqueues the jobs after commit; if that enqueue is lost, the sweep finds the
