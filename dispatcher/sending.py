@@ -24,11 +24,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import Channel, Message, Provider, SendError
 from dispatcher.audit import record
+from dispatcher.bulk import id_in
 from dispatcher.circuit import OPEN
 from dispatcher.fanout import mark_contact_bad, new_attempt
 from dispatcher.ladder import note_delivery
@@ -88,40 +89,167 @@ async def _claim_attempt(runtime: Runtime, attempt_id: int) -> Claim | None:
 
 async def claim_attempts(runtime: Runtime, attempt_ids: list[int]) -> list[Claim]:
     """Claim a batch of attempts in one transaction (locked in id order); those not due,
-    gone or no longer needed are left out, as `send_attempt` would skip them."""
+    gone or no longer needed are left out, as `send_attempt` would skip them.
+
+    Rows are read and written as columns and set-wise updates, not ORM objects: a worker
+    claims 300,000 sends for a red warning of 100,000 people, and loading and flushing
+    each attempt and call as an object was a fifth of its time."""
     now = runtime.clock.now()
     claims: list[Claim] = []
+    skipped: list[int] = []
+    pending_calls: list[int] = []
     async with runtime.db.transaction() as session:
         attempts = (
-            await session.scalars(
-                select(Attempt)
-                .where(Attempt.id.in_(attempt_ids))
+            await session.execute(
+                select(*CLAIM_COLUMNS)
+                .where(id_in(session, Attempt.id, attempt_ids))
                 .order_by(Attempt.id)
                 .with_for_update()
             )
         ).all()
-        call_ids = {a.call_id for a in attempts if a.call_id is not None}
-        calls = {
-            call.id: call
-            for call in await session.scalars(select(Call).where(Call.id.in_(call_ids)))
-        }
+        call_ids = sorted({a.call_id for a in attempts if a.call_id is not None})
+        calls = (
+            {
+                call.id: call
+                for call in await session.execute(
+                    select(
+                        Call.id,
+                        Call.state,
+                        Call.answered_at,
+                        Call.code,
+                        Call.previous_call_id,
+                        Call.warning_id,
+                    ).where(id_in(session, Call.id, call_ids))
+                )
+            }
+            if call_ids
+            else {}
+        )
+        warnings: dict[int, Warning] = {}
         for attempt in attempts:
-            call = calls.get(attempt.call_id) if attempt.call_id else None
-            claim = await _claim_loaded(runtime, session, attempt, call, now)
-            if claim is not None:
-                claims.append(claim)
+            call = calls.get(attempt.call_id) if attempt.call_id is not None else None
+            verdict = claim_verdict(
+                attempt.status,
+                attempt.due_at,
+                attempt.purpose,
+                call.state if call is not None else None,
+                call.answered_at if call is not None else None,
+                now,
+            )
+            if verdict is None:
+                continue
+            if verdict == AttemptStatus.SKIPPED:
+                skipped.append(attempt.id)
+                continue
+            claim = Claim(
+                attempt_id=attempt.id,
+                channel=attempt.channel,
+                address=attempt.address,
+                purpose=attempt.purpose,
+                try_number=attempt.try_number,
+                responder_id=attempt.responder_id,
+                call_id=attempt.call_id,
+                body=attempt.body,
+                reserved_provider=attempt.provider,
+                slot_at=attempt.slot_at,
+                skip=set(filter(None, (attempt.skip_providers or "").split(","))),
+            )
+            if call is not None and attempt.purpose == AttemptPurpose.CALL:
+                if call.warning_id not in warnings:
+                    found = await session.get(Warning, call.warning_id)
+                    assert found is not None
+                    warnings[call.warning_id] = found
+                claim.warning = warnings[call.warning_id]
+                policy = runtime.settings.policy_for(claim.warning.level)
+                claim.minutes = int(policy.answer_within_min)
+                claim.code = call.code
+                claim.template = call_template(attempt.channel, call.previous_call_id)
+                if call.state == CallState.PENDING:
+                    pending_calls.append(call.id)
+            claims.append(claim)
+        await _set_status(session, skipped, AttemptStatus.SKIPPED, now)
+        await _set_status(session, [c.attempt_id for c in claims], AttemptStatus.SENDING, now)
+        if pending_calls:
+            # locked in id order, as every other writer of many calls locks them
+            locked = (
+                select(Call.id)
+                .where(id_in(session, Call.id, sorted(set(pending_calls))))
+                .where(Call.state == CallState.PENDING)
+                .order_by(Call.id)
+                .with_for_update()
+            )
+            await session.execute(
+                update(Call)
+                .where(Call.id.in_(locked))
+                .values(state=CallState.CALLING)
+                .execution_options(synchronize_session=False)
+            )
     return claims
+
+
+CLAIM_COLUMNS = (
+    Attempt.id,
+    Attempt.channel,
+    Attempt.address,
+    Attempt.purpose,
+    Attempt.try_number,
+    Attempt.responder_id,
+    Attempt.call_id,
+    Attempt.body,
+    Attempt.provider,
+    Attempt.slot_at,
+    Attempt.skip_providers,
+    Attempt.status,
+    Attempt.due_at,
+)
+
+
+async def _set_status(
+    session: AsyncSession, attempt_ids: list[int], status: str, now: datetime
+) -> None:
+    if attempt_ids:
+        await session.execute(
+            update(Attempt)
+            .where(id_in(session, Attempt.id, attempt_ids))
+            .values(status=status, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def claim_verdict(
+    status: str,
+    due_at: datetime,
+    purpose: str,
+    call_state: str | None,
+    call_answered_at: datetime | None,
+    now: datetime,
+) -> str | None:
+    """What a claim does with an attempt: None leaves it (not queued, or not yet due),
+    `skipped` for a call nobody needs to hear any more, `sending` to send it."""
+    if status != AttemptStatus.QUEUED or due_at > now + EARLY:
+        return None
+    if purpose == AttemptPurpose.CALL and (
+        call_state is None or call_state not in ANSWERABLE_CALL_STATES or call_answered_at
+    ):
+        return AttemptStatus.SKIPPED
+    return AttemptStatus.SENDING
 
 
 async def _claim_loaded(
     runtime: Runtime, session: AsyncSession, attempt: Attempt, call: Call | None, now: datetime
 ) -> Claim | None:
     """Mark a locked, queued, due attempt `sending` and say what its send needs."""
-    if attempt.status != AttemptStatus.QUEUED or attempt.due_at > now + EARLY:
+    verdict = claim_verdict(
+        attempt.status,
+        attempt.due_at,
+        attempt.purpose,
+        call.state if call is not None else None,
+        call.answered_at if call is not None else None,
+        now,
+    )
+    if verdict is None:
         return None
-    if attempt.purpose == AttemptPurpose.CALL and (
-        call is None or call.state not in ANSWERABLE_CALL_STATES or call.answered_at
-    ):
+    if verdict == AttemptStatus.SKIPPED:
         attempt.status, attempt.updated_at = AttemptStatus.SKIPPED, now
         return None
     claim = Claim(
