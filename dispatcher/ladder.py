@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher import step_work
-from dispatcher.bulk import insert_rows, update_rows
+from dispatcher.bulk import id_in, insert_rows, update_rows
 from dispatcher.config import Policy, Settings
 from dispatcher.models import Attempt, Base, Call
 from dispatcher.models import Warning as WarningRow
@@ -108,25 +108,34 @@ async def note_deliveries(
     session: AsyncSession, settings: Settings, delivered: Mapping[int, datetime]
 ) -> None:
     """`note_delivery` for many calls at once (call id -> when its send was accepted),
-    their rows locked in id order; a call whose clock already runs is left alone."""
+    their rows locked in id order; a call whose clock already runs is left alone. Read
+    and written as columns, one UPDATE for all (a worker records 100,000 of these for a
+    red warning)."""
     if not delivered:
         return
     rows = (
         await session.execute(
-            select(Call, WarningRow.level)
+            select(Call.id, Call.state, Call.next_step_at, Call.escalation_step, WarningRow.level)
             .join(WarningRow, WarningRow.id == Call.warning_id)
-            .where(Call.id.in_(sorted(delivered)), Call.delivered_at.is_(None))
+            .where(id_in(session, Call.id, sorted(delivered)), Call.delivered_at.is_(None))
             .order_by(Call.id)
             .with_for_update(of=Call)
         )
     ).all()
-    for call, level in rows:
-        at = delivered[call.id]
-        call.delivered_at = at
+    changes = []
+    for call_id, state, next_step_at, escalation_step, level in rows:
+        at = delivered[call_id]
         policy = settings.policy_for(level)
-        waiting = call.state in OPEN_CALL_STATES and call.next_step_at is None
-        if waiting and call.escalation_step < len(policy.ladder):
-            call.next_step_at = at + step_gap(policy, call.escalation_step)
+        waiting = state in OPEN_CALL_STATES and next_step_at is None
+        if waiting and escalation_step < len(policy.ladder):
+            next_step_at = at + step_gap(policy, escalation_step)
+        changes.append((call_id, at, next_step_at))
+    await update_rows(
+        session,
+        Call.__table__,  # type: ignore[arg-type]
+        ("id", "delivered_at", "next_step_at"),
+        changes,
+    )
 
 
 def undeliverable_target(policy: Policy) -> int | None:
