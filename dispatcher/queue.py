@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 from arq import create_pool
 from arq.connections import ArqRedis
@@ -195,6 +196,19 @@ class Queue:
         await self.pool.enqueue_job(
             DELIVER_CALLBACK, channel, provider, request, _defer_by=delay_s or None
         )
+
+    async def enqueue_callbacks(
+        self, callbacks: Iterable[tuple[str, str, dict[str, Any], float]]
+    ) -> None:
+        """Enqueue (channel, provider, request, delay) callbacks: those due now in a few
+        script calls (a batch of simulated answers), the others one by one."""
+        now: list[tuple[str, str, tuple[Any, ...]]] = []
+        for channel, provider, request, delay_s in callbacks:
+            if delay_s > 0:
+                await self.enqueue_callback(channel, provider, request, delay_s)
+            else:
+                now.append((uuid4().hex, DELIVER_CALLBACK, (channel, provider, request)))
+        await self.enqueue_many(now)
 
     async def enqueue_statistics(self) -> bool:
         """Ask a worker to ANALYZE after a large fan-out (one such job queued at a time)."""

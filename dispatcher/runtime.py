@@ -6,7 +6,6 @@ Tests build their own with a `ManualClock`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -120,4 +119,4 @@ async def callbacks_held(runtime: Runtime) -> AsyncIterator[None]:
         yield
     finally:
         _held_callbacks.reset(token)
-        await asyncio.gather(*(runtime.queue.enqueue_callback(*args) for args in held))
+        await runtime.queue.enqueue_callbacks(held)

@@ -275,22 +275,21 @@ async def test_simulated_answers_are_released_once_their_batch_is_recorded(
         await runtime.queue.pool.delete("jiaoying:queue")
         # what the database says of each keypress's send when the keypress is enqueued
         status_then: list[str | None] = []
-        enqueue = runtime.queue.enqueue_callback
+        enqueue = runtime.queue.enqueue_callbacks
 
-        async def noting(
-            channel: str, provider: str, request: dict[str, Any], delay_s: float
-        ) -> None:
+        async def noting(callbacks: list[tuple[str, str, dict[str, Any], float]]) -> None:
             async with runtime.db.sessions() as session:
-                status_then.append(
-                    await session.scalar(
-                        select(Attempt.status).where(
-                            Attempt.provider_message_id == request["form"]["CallSid"]
+                for _, _, request, _ in callbacks:
+                    status_then.append(
+                        await session.scalar(
+                            select(Attempt.status).where(
+                                Attempt.provider_message_id == request["form"]["CallSid"]
+                            )
                         )
                     )
-                )
-            await enqueue(channel, provider, request, delay_s)
+            await enqueue(callbacks)
 
-        runtime.queue.enqueue_callback = noting  # type: ignore[method-assign,assignment]
+        runtime.queue.enqueue_callbacks = noting  # type: ignore[method-assign,assignment]
 
         assert counts(await send_attempts_job({"runtime": runtime}, voice)) == {"sent": len(voice)}
 
