@@ -49,6 +49,7 @@ from dispatcher.bench_world import build_directory, clear_bench_data, phone_of, 
 from dispatcher.config import RedisSettings, Settings, settings_from_dict
 from dispatcher.escalation import sweep
 from dispatcher.models import Answer, Attempt, Call
+from dispatcher.queue import QUEUE_NAME
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.security import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_body
 from dispatcher.users import add_user
@@ -305,6 +306,8 @@ async def run_bench(options: BenchOptions, progress_stream: TextIO = sys.stderr)
     }
     try:
         await clear_bench_data(runtime.db)
+        # jobs an interrupted run left would name rows just emptied, and go first
+        await runtime.queue.pool.delete(QUEUE_NAME)
         progress.phase("directory", n)
         report["regions"] = await build_directory(runtime.db, n, progress.update)
 
