@@ -133,6 +133,9 @@ class AnswerRows:
     audit: list[dict[str, Any]] = field(default_factory=list)
     # Calls answered for the first time: their queued sends are cancelled.
     first_answers: list[int] = field(default_factory=list)
+    # The calls' queued sends, when they were locked with the calls (`open_calls_of`):
+    # those are cancelled by id, with no statement at all when there are none.
+    queued: dict[int, list[int]] | None = None
 
     async def write(self, session: AsyncSession, now: datetime) -> None:
         # Core inserts of the tables: the ORM's bulk insert would split rows by which
@@ -141,7 +144,14 @@ class AnswerRows:
             await session.execute(insert(table_of(Answer)), self.answers)
         if self.audit:
             await session.execute(insert(table_of(AuditEvent)), self.audit)
-        await cancel_queued_sends(session, self.first_answers, now)
+        if self.queued is None:
+            await cancel_queued_sends(session, self.first_answers, now)
+        elif ids := [a for c in self.first_answers for a in self.queued.pop(c, [])]:
+            await session.execute(
+                update(Attempt)
+                .where(Attempt.id.in_(ids), Attempt.status == AttemptStatus.QUEUED)
+                .values(status=AttemptStatus.CANCELLED, updated_at=now)
+            )
         self.answers, self.audit, self.first_answers = [], [], []
 
 
@@ -182,19 +192,50 @@ async def help_notice(
     )
 
 
-async def open_calls_of(session: AsyncSession, responder_ids: list[int]) -> list[Call]:
-    """Calls these people can still answer (a bare '1' answers all of them)."""
+@dataclass
+class OpenCalls:
+    """People's answerable calls, locked, and what answering them needs."""
+
+    # Each call with its warning's headline, in id order.
+    calls: list[tuple[Call, str]]
+    # call id -> its queued sends (locked too), for `AnswerRows.queued`.
+    queued: dict[int, list[int]]
+
+
+async def open_calls_of(session: AsyncSession, responder_ids: list[int]) -> OpenCalls:
+    """Calls these people can still answer (a bare '1' answers all of them), locked.
+
+    Their queued sends are locked first, in id order: a send claim locks its attempts and
+    then marks their call calling, so taking the calls first could deadlock with it. A
+    send queued for one of them after that is skipped when claimed (its call answered)."""
     if not responder_ids:
-        return []
-    rows = await session.scalars(
-        select(Call)
+        return OpenCalls([], {})
+    open_call = (
+        Call.responder_id.in_(responder_ids),
+        Warning.state == "active",
+        Call.state.in_([*ANSWERABLE_CALL_STATES, CallState.ANSWERED]),
+    )
+    sends = await session.execute(
+        select(Attempt.id, Attempt.call_id)
+        .join(Call, Call.id == Attempt.call_id)
         .join(Warning, Warning.id == Call.warning_id)
         .where(
-            Call.responder_id.in_(responder_ids),
-            Warning.state == "active",
-            Call.state.in_([*ANSWERABLE_CALL_STATES, CallState.ANSWERED]),
+            *open_call,
+            Attempt.status == AttemptStatus.QUEUED,
+            Attempt.purpose == AttemptPurpose.CALL,
         )
-        .order_by(Call.id)
-        .with_for_update()
+        .order_by(Attempt.id)
+        .with_for_update(of=Attempt)
     )
-    return list(rows)
+    queued: dict[int, list[int]] = {}
+    for attempt_id, call_id in sends:
+        if call_id is not None:  # joined to its call: never None
+            queued.setdefault(call_id, []).append(attempt_id)
+    rows = await session.execute(
+        select(Call, Warning.headline)
+        .join(Warning, Warning.id == Call.warning_id)
+        .where(*open_call)
+        .order_by(Call.id)
+        .with_for_update(of=Call)
+    )
+    return OpenCalls([(call, headline) for call, headline in rows], queued)

@@ -21,7 +21,7 @@ from channels.base import InboundText
 from dispatcher.answers import AnswerRows, open_calls_of, record_answer
 from dispatcher.audit import audit_row
 from dispatcher.fanout import attempt_row
-from dispatcher.models import Attempt, Call, Contact, InboxMessage, Region, Warning, table_of
+from dispatcher.models import Attempt, Call, Contact, InboxMessage, Region, table_of
 from dispatcher.phones import try_normalize_phone
 from dispatcher.replies import Reply, read_reply
 from dispatcher.tasks import change_status, open_tasks_of
@@ -56,10 +56,14 @@ async def handle_texts(
         if not reply.done
         for r in senders.get(phone, [])
     }
+    open_calls = await open_calls_of(session, sorted(answering))
     calls_of: dict[int, list[Call]] = defaultdict(list)
-    for call in await open_calls_of(session, sorted(answering)):
+    headlines: dict[int, str] = {}
+    for call, headline in open_calls.calls:
         calls_of[call.responder_id].append(call)
+        headlines[call.warning_id] = headline
     answered = Answered()
+    answered.rows.queued = open_calls.queued
     replies: list[tuple[str, int | None, str, dict[str, object]]] = []
     for (event, provider), phone, reply in zip(texts, phones, readings, strict=True):
         responder_ids = senders.get(phone, [])
@@ -80,7 +84,6 @@ async def handle_texts(
             )
         replies.append((phone, responder_ids[0] if responder_ids else None, template, context))
     await answered.rows.write(session, now)
-    headlines = await _headlines(session, {w for _, ids in answered.thanks for w in ids})
     for context, warning_ids in answered.thanks:
         context["headlines"] = "、".join(headlines[w] for w in sorted(warning_ids))
     rows = [
@@ -199,15 +202,6 @@ async def _take_text(
     }
     answered.thanks.append((context, {c.warning_id for c in chosen}))
     return "reply_thanks", context, None
-
-
-async def _headlines(session: AsyncSession, warning_ids: set[int]) -> dict[int, str]:
-    if not warning_ids:
-        return {}
-    rows = await session.execute(
-        select(Warning.id, Warning.headline).where(Warning.id.in_(warning_ids))
-    )
-    return {warning_id: headline for warning_id, headline in rows}
 
 
 async def _finish_task(

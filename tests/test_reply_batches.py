@@ -8,14 +8,14 @@ from collections.abc import Sequence
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from channels.base import InboundText
 from dispatcher import reply_batches
-from dispatcher.models import Answer, InboxMessage
+from dispatcher.models import Answer, Attempt, Call, InboxMessage
 from dispatcher.runtime import Runtime
 from dispatcher.text_replies import Text
-from dispatcher.vocabulary import AttemptPurpose
+from dispatcher.vocabulary import AttemptPurpose, AttemptStatus
 from tests.scenario import PHONE, County, county
 
 __all__ = ["county"]
@@ -208,3 +208,49 @@ async def test_a_sender_too_long_for_a_phone_is_refused(county: County) -> None:
         "/hooks/sms/inbound", data={"From": "+86" + "1" * 40, "Body": "1"}
     )
     assert response.status_code == 400 and "From" in response.text
+
+
+async def _until_a_lock_is_awaited(runtime: Runtime) -> None:
+    """Until another connection of this database waits for a row lock."""
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    for _ in range(1000):
+        async with runtime.db.sessions() as session:
+            if await session.scalar(waiting):
+                return
+        await asyncio.sleep(0.01)  # another connection's progress, not the clock
+    raise AssertionError("the reply never waited for the send claim's lock")
+
+
+async def test_a_reply_takes_its_locks_in_a_send_claims_order(county: County) -> None:
+    """A send claim locks its attempts, then marks their call calling; a reply answering
+    the call cancels its queued sends. Were the reply to lock the call first, each would
+    wait for the other (PostgreSQL would abort one as a deadlock)."""
+    if county.runtime.db.is_sqlite:
+        pytest.skip("SQLite runs one writing transaction at a time")
+    warning = await county.warn("RAIN", "red")  # not worked: the first sends are queued
+    call_id = (await county.calls(warning))["a1"].id
+    async with county.runtime.db.transaction() as claim:
+        await claim.execute(
+            select(Attempt.id)
+            .where(Attempt.call_id == call_id, Attempt.status == AttemptStatus.QUEUED)
+            .order_by(Attempt.id)
+            .with_for_update()
+        )
+        reply = asyncio.create_task(county.text("a1", "1"))
+        await _until_a_lock_is_awaited(county.runtime)
+        # the reply waits for the sends before it takes the call: the claim gets it now
+        await claim.execute(select(Call.id).where(Call.id == call_id).with_for_update(nowait=True))
+    await reply
+
+    call = (await county.calls(warning))["a1"]
+    assert call.state == "answered"
+    async with county.runtime.db.sessions() as session:
+        statuses = await session.scalars(
+            select(Attempt.status).where(
+                Attempt.call_id == call_id, Attempt.purpose == AttemptPurpose.CALL
+            )
+        )
+        assert set(statuses) == {AttemptStatus.CANCELLED}
