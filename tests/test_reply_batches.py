@@ -254,3 +254,13 @@ async def test_a_reply_takes_its_locks_in_a_send_claims_order(county: County) ->
             )
         )
         assert set(statuses) == {AttemptStatus.CANCELLED}
+
+
+async def test_a_form_of_too_many_fields_is_refused(county: County) -> None:
+    fields = "&".join(f"f{i}=1" for i in range(1001))
+    response = await county.client.post(
+        "/hooks/sms/inbound",
+        content=f"{fields}&From=%2B8613800138000&Body=1",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400 and "form" in response.text

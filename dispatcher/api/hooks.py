@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -26,6 +27,8 @@ from dispatcher.inbound import UnmatchedCallback, process_callback
 router = APIRouter(prefix="/hooks", tags=["hooks"])
 # Longer than any phone number or sender name (and than the inbox keeps).
 MAX_SENDER = 32
+# As many form fields as Starlette's form parser allows.
+MAX_FIELDS = 1000
 
 
 def public_url(request: Request, base_url: str) -> str:
@@ -37,9 +40,18 @@ def public_url(request: Request, base_url: str) -> str:
 async def _request(request: Request, base_url: str) -> CallbackRequest:
     body = await request.body()
     form: dict[str, str] = {}
-    if request.headers.get("content-type", "").startswith(
-        ("application/x-www-form-urlencoded", "multipart/form-data")
-    ):
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        # What Starlette's parser makes of it (Latin-1 bytes, UTF-8 escapes), at a tenth
+        # of the cost: every SMS reply of a burst comes this way.
+        try:
+            pairs = parse_qsl(
+                body.decode("latin-1"), keep_blank_values=True, max_num_fields=MAX_FIELDS
+            )
+        except ValueError as exc:
+            raise CallbackRejected(f"unreadable form: {exc}", 400) from exc
+        form = dict(pairs)
+    elif content_type.startswith("multipart/form-data"):
         form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     return CallbackRequest(
         url=public_url(request, base_url),
@@ -109,7 +121,10 @@ async def sms_inbound(request: Request, runtime: RuntimeDep) -> Response:
     provider = runtime.providers.inbound_sms()
     if provider is None:
         return JSONResponse({"detail": "no SMS provider receives replies"}, status_code=404)
-    callback = await _request(request, runtime.settings.app.public_base_url)
+    try:
+        callback = await _request(request, runtime.settings.app.public_base_url)
+    except CallbackRejected as exc:
+        return JSONResponse({"detail": exc.reason}, status_code=exc.status)
     sender = callback.form.get("From")
     if not sender or callback.form.get("Body") is None:
         return JSONResponse({"detail": "form fields From and Body are required"}, status_code=400)
