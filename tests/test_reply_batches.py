@@ -264,3 +264,48 @@ async def test_a_form_of_too_many_fields_is_refused(county: County) -> None:
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 400 and "form" in response.text
+
+
+async def test_a_crowd_starts_a_second_batch_beside_one_in_flight(
+    county: County, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one batch waits on the database, a crowd of replies is recorded beside it
+    (on PostgreSQL); a text from a number whose earlier text is in flight waits for it."""
+    await county.warn("RAIN", "red")
+    await county.work()
+    runtime = county.runtime
+    store = reply_batches.store_texts
+    first_in_flight = asyncio.Event()
+    release_first = asyncio.Event()
+    batches: list[list[str]] = []
+
+    async def held_first(runtime: Runtime, texts: Sequence[Text]) -> list[int]:
+        batches.append([event.sender for event, _ in texts])
+        if len(batches) == 1:
+            first_in_flight.set()
+            await release_first.wait()
+        return await store(runtime, texts)
+
+    monkeypatch.setattr(reply_batches, "store_texts", held_first)
+
+    def record(phone: str, body: str) -> asyncio.Task[None]:
+        texts = [(InboundText(phone, body), "simulated-sms")]
+        return asyncio.create_task(runtime.replies.record(runtime, texts))
+
+    first = record(PHONE["b2"], "1")
+    await first_in_flight.wait()
+    crowd = [record(f"+86139000000{i:02d}", "1") for i in range(reply_batches.SECOND_BATCH)]
+    later = record(PHONE["b2"], "3")
+    for _ in range(10):  # let whatever can start run
+        await asyncio.sleep(0)
+    started_beside = len(batches)
+    release_first.set()
+    await asyncio.gather(first, later, *crowd)
+
+    if runtime.db.is_sqlite:
+        assert started_beside == 1  # one writer at a time
+    else:
+        assert started_beside == 2 and len(batches[1]) == len(crowd)
+        assert PHONE["b2"] not in batches[1]
+    assert sorted(len(b) for b in batches)[-1] >= len(crowd)
+    assert await answers_of(county, "b2") == ["received", "on_duty"]
