@@ -5,7 +5,8 @@ One run: the bench process builds a synthetic directory of N responders
 (`dispatcher.bench_limits`), starts K arq workers, each a process of its own
 (`dispatcher.bench_worker`), with zero-latency simulated providers (a share of the
 recipients answers at once, no delivery receipts), posts one signed red warning covering
-everyone to its own webhook (the app runs in the bench process), and times, in order:
+everyone to its own webhook (the app runs in the bench process, except for the answer
+burst), and times, in order:
 
 1. the webhook to its 202 (`ingest_ms`), then to the first, median and last send handed
    to a provider (`first_send_ms`, `p50_send_ms`, `all_sent_s`, `sends_per_s`);
@@ -13,8 +14,11 @@ everyone to its own webhook (the app runs in the bench process), and times, in o
    moved back past the answer deadline (`sweep_ms`, `sweep_calls`), whose "call again"
    sends the workers then make;
 3. a burst of N inbound SMS replies, one from each responder, posted to the inbound route
-   by 32 concurrent posters (`answers_per_s`): the route answers 200 only once the reply's
-   answer is committed (replies arriving together share a transaction,
+   over HTTP by 32 concurrent connections of a poster process (`dispatcher.bench_posters`,
+   standing in for the provider) to the app served by uvicorn in a process of its own
+   (`dispatcher.bench_server`, as `jiaoying serve --api-only` runs it), from the first
+   request to the last response (`answers_per_s`): the route answers 200 only once the
+   reply's answer is committed (replies arriving together share a transaction,
    `dispatcher.reply_batches`), so this is answers recorded per second, checked against
    the answers on record afterwards (`answers_recorded`);
 4. `GET /api/v1/warnings/{id}` and the dashboard's warning page at N calls, logged in as
@@ -31,21 +35,24 @@ import re
 import resource
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import httpx
 from sqlalchemy import Interval, func, literal, select, update
 
 from dispatcher.app import create_app
 from dispatcher.bench_limits import arq_noop_rate, insert_rate
+from dispatcher.bench_server import ServerProcess
 from dispatcher.bench_worker import WorkerProcess
-from dispatcher.bench_world import build_directory, clear_bench_data, phone_of, red_warning
+from dispatcher.bench_world import build_directory, clear_bench_data, red_warning
 from dispatcher.config import RedisSettings, Settings, settings_from_dict
 from dispatcher.escalation import sweep
 from dispatcher.models import Answer, Attempt, Call
@@ -59,6 +66,7 @@ CHANNELS = ("sms", "wechat", "voice")
 IN_FLIGHT = (AttemptStatus.QUEUED, AttemptStatus.SENDING)
 BURST_CONCURRENCY = 32
 STALL_S = 60
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -202,31 +210,49 @@ async def _send_times(
     return ms(first), ms(median), ms(last), count
 
 
-async def _burst(client: httpx.AsyncClient, responders: int, progress: Progress) -> float:
-    """Seconds for N inbound SMS replies, one per responder, some in parallel."""
+async def _burst(runtime: Runtime, warning_id: int, responders: int, progress: Progress) -> float:
+    """Seconds for N inbound SMS replies, one per responder, 32 at a time, posted by a
+    process of their own to the app served by a process of its own."""
     progress.phase("answers", responders)
-    next_index = 0
-    done = 0
-
-    async def poster() -> None:
-        nonlocal next_index, done
-        while next_index < responders:
-            index = next_index
-            next_index += 1
-            response = await client.post(
-                "/hooks/sms/inbound", data={"From": phone_of(index), "Body": "1"}
-            )
-            if response.status_code >= 400:
-                raise RuntimeError(f"inbound reply refused: {response.status_code} {response.text}")
-            done += 1
-            if done % 200 == 0:
-                progress.update(done)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(poster() for _ in range(BURST_CONCURRENCY)))
-    elapsed = time.perf_counter() - started
+    server = await ServerProcess.start(_for_workers(runtime))
+    try:
+        posters = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "dispatcher.bench_posters",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        job = {
+            "port": server.port,
+            "responders": responders,
+            "concurrency": BURST_CONCURRENCY,
+            "path": "/hooks/sms/inbound",
+        }
+        output, _ = await _watch(
+            runtime, warning_id, posters.communicate(json.dumps(job).encode() + b"\n"), progress
+        )
+    finally:
+        await server.stop()
+    lines = output.decode().strip().splitlines()
+    result = json.loads(lines[-1]) if lines else {}
+    if result.get("refused"):
+        raise RuntimeError(result["refused"])
+    if result.get("elapsed_s") is None:
+        raise RuntimeError(f"the reply posters failed (exit {posters.returncode})")
     progress.update(responders)
-    return elapsed
+    return float(result["elapsed_s"])
+
+
+async def _watch(runtime: Runtime, warning_id: int, work: Awaitable[_T], progress: Progress) -> _T:
+    """Await `work`, updating the progress bar from the answers on record meanwhile."""
+    task = asyncio.ensure_future(work)
+    if progress.enabled:
+        before = await _sms_answers(runtime, warning_id)
+        while not task.done():
+            await asyncio.wait([task], timeout=0.5)
+            progress.update(await _sms_answers(runtime, warning_id) - before)
+    return await task
 
 
 async def _sms_answers(runtime: Runtime, warning_id: int) -> int:
@@ -410,7 +436,7 @@ async def _measure(
     await _wait_idle(runtime, workers)
 
     before = await _sms_answers(runtime, warning_id)
-    elapsed = await _burst(client, n, progress)
+    elapsed = await _burst(runtime, warning_id, n, progress)
     report["answers_per_s"] = round(n / max(elapsed, 1e-9), 1)
     report["answers_recorded"] = await _sms_answers(runtime, warning_id) - before
     if report["answers_recorded"] < n:

@@ -28,13 +28,13 @@ READY = "ready"
 async def serve(settings: Settings) -> float:
     """Run a worker until stdin closes; returns this process's peak RSS in MB."""
     runtime = await open_runtime(settings, migrate=False)
-    stdin_closed = _stdin_closed()
+    closed = stdin_closed()
     worker = build_worker(runtime, with_cron=False)
     main = asyncio.create_task(worker.main())
     print(READY, flush=True)
     try:
         await asyncio.wait(
-            [main, stdin_closed],
+            [main, closed],
             return_when="FIRST_COMPLETED",
         )
         if main.done():
@@ -48,7 +48,7 @@ async def serve(settings: Settings) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _stdin_closed() -> asyncio.Future[None]:
+def stdin_closed() -> asyncio.Future[None]:
     """Done when stdin reaches its end; read on a daemon thread, which never holds up exit."""
     loop = asyncio.get_running_loop()
     closed: asyncio.Future[None] = loop.create_future()
