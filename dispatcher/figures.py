@@ -1,9 +1,10 @@
 """The dashboard's figures for one warning, in the reader's scope.
 
-The per-channel funnel (sent → delivered → answered, per channel and provider), the
-time-to-answer curve (share of calls answered against minutes since the warning came
-in), and the people lists (the silent with their phones and last attempt, help requests,
-the answered) that the warning page, the map and the report share.
+The per-channel funnel (sent → delivered → answered, per channel and provider, from the
+counters in `dispatcher.counters`), the time-to-answer curve (share of calls answered
+against minutes since the warning came in), and the people lists (the silent with their
+phones and last attempt, help requests, the answered) that the warning page, the map
+and the report share.
 """
 
 from __future__ import annotations
@@ -15,22 +16,17 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.access import Access, region_condition
-from dispatcher.models import Answer, Attempt, Call, Contact, Region, Responder, Warning
+from dispatcher.counters import ANSWERED, DELIVERED, SENT, funnel_counts
+from dispatcher.models import Attempt, Call, Contact, Region, Responder, Warning
 from dispatcher.summary import answer_history
-from dispatcher.vocabulary import AttemptPurpose, AttemptStatus, CallState, status_label
+from dispatcher.vocabulary import AttemptPurpose, CallState, status_label
 
 SILENT_STATES = (CallState.PENDING, CallState.CALLING, CallState.ESCALATED, CallState.UNANSWERED)
-_SENT = (AttemptStatus.SENT, AttemptStatus.DELIVERED, AttemptStatus.NO_ANSWER, AttemptStatus.BUSY)
-
-
-def _calls_in_scope(warning_id: int, access: Access) -> Any:
-    return select(Call.id).where(
-        Call.warning_id == warning_id, region_condition(Call.region_id, access)
-    )
 
 
 async def funnel(session: AsyncSession, warning_id: int, access: Access) -> list[dict[str, Any]]:
-    """Per (channel, provider): attempts, sent, delivered, and calls first answered there."""
+    """Per (channel, provider): attempts, sent, delivered, and calls first answered there
+    (credited to the attempt they answered when known), from the funnel's counters."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
 
     def row(channel: str, provider: str | None) -> dict[str, Any]:
@@ -41,41 +37,14 @@ async def funnel(session: AsyncSession, warning_id: int, access: Access) -> list
             | {"answered": 0},
         )
 
-    in_scope = _calls_in_scope(warning_id, access)
-    # A call's attempts carry its warning's id: unscoped, that index alone finds them,
-    # without matching 300,000 attempts against 100,000 calls.
-    of_calls = (
-        Attempt.call_id.in_(in_scope)
-        if access.region_path is not None
-        else (Attempt.warning_id == warning_id) & Attempt.call_id.is_not(None)
-    )
-    counts = await session.execute(
-        select(Attempt.channel, Attempt.provider, Attempt.status, func.count())
-        .where(Attempt.purpose == AttemptPurpose.CALL, of_calls)
-        .group_by(Attempt.channel, Attempt.provider, Attempt.status)
-    )
-    for channel, provider, status, count in counts.all():
+    for channel, provider, stage, count in await funnel_counts(session, warning_id, access):
         figures = row(channel, provider)
+        if stage == ANSWERED:
+            figures["answered"] += count
+            continue
         figures["attempts"] += count
-        figures["sent"] += count if status in _SENT else 0
-        figures["delivered"] += count if status == AttemptStatus.DELIVERED else 0
-    # The first answer of each call, credited to the attempt it answered when known.
-    first = (
-        select(Answer.call_id, func.min(Answer.id).label("answer_id"))
-        .where(Answer.call_id.in_(in_scope))
-        .group_by(Answer.call_id)
-        .subquery()
-    )
-    answers = await session.execute(
-        select(Answer.channel, Answer.provider, Attempt.channel, Attempt.provider, func.count())
-        .join(first, first.c.answer_id == Answer.id)
-        .outerjoin(Attempt, Attempt.id == Answer.attempt_id)
-        .group_by(Answer.channel, Answer.provider, Attempt.channel, Attempt.provider)
-    )
-    for channel, provider, attempt_channel, attempt_provider, count in answers.all():
-        if attempt_channel is not None:
-            channel, provider = attempt_channel, attempt_provider
-        row(channel, provider)["answered"] += count
+        figures["sent"] += count if stage in (SENT, DELIVERED) else 0
+        figures["delivered"] += count if stage == DELIVERED else 0
     return sorted(rows.values(), key=lambda r: (r["channel"], r["provider"]))
 
 

@@ -6,6 +6,8 @@ Warnings: `Warning`, its `Call`s (one per responder), each call's `Attempt`s (on
 one channel) and `Answer`s (every status change), the warning's `Broadcast`s,
 `DoorKnockTask`s (with the `Household`s they visit, `TaskHousehold`), the `LadderNotice`s
 waiting to go out as digests, the `InboxMessage`s nobody's call took, and `AuditEvent`s.
+Figures: `CallCount` and `FunnelCount`, delta rows that triggers write beside every change
+of a call or a call's attempt (see `dispatcher.counters`).
 Dashboard: `User`s who log in (admin, supervisor of a region subtree, viewer).
 The Alembic migrations in `alembic/versions/` create exactly these.
 """
@@ -405,6 +407,47 @@ class AuditEvent(Base):
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
     actor: Mapped[str] = mapped_column(String(64), default="system")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class CallCount(Base):
+    """A change in the number of a warning's calls per region and status: +1 for the
+    key a call enters, -1 for the one it leaves; summed on read, compacted now and then.
+
+    Written by database triggers on `calls` (migration 0010), never by the application.
+    `state` is the call's, except that `calling` counts as `pending` (the figures never
+    tell them apart, and a send started must not cost a counter row).
+    """
+
+    __tablename__ = "call_counts"
+    __table_args__ = (Index("ix_call_counts_warning", "warning_id", "region_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    warning_id: Mapped[int] = mapped_column(Integer)
+    region_id: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    answer_meaning: Mapped[str | None] = mapped_column(String(16))
+    calls: Mapped[int] = mapped_column(Integer)
+    evacuated: Mapped[int] = mapped_column(Integer)
+
+
+class FunnelCount(Base):
+    """A change in the per-channel funnel of a warning's calls, per region: attempts by
+    channel, provider and `stage` (`tried`, `sent` or `delivered`), and first answers
+    (`stage` = `answered`) credited to the attempt they answered, else to their channel.
+
+    Written by database triggers on `attempts` and `answers` (migration 0010).
+    """
+
+    __tablename__ = "funnel_counts"
+    __table_args__ = (Index("ix_funnel_counts_warning", "warning_id", "region_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    warning_id: Mapped[int] = mapped_column(Integer)
+    region_id: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str | None] = mapped_column(String(32))
+    stage: Mapped[str] = mapped_column(String(16))
+    count: Mapped[int] = mapped_column(Integer)
 
 
 class User(Base):

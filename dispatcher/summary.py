@@ -1,5 +1,8 @@
 """The read side: a warning's figures, its calls with their answer history, the region tree.
 
+The figures and the tree are summed from the counters the database keeps
+(`dispatcher.counters`), not counted over the calls on every read.
+
 Statuses are the latest of each call (`Call.answer_meaning`); evacuated counts are each
 call's latest `4 N`, added up over the region tree (a township's figure includes its
 villages and grids). Every function takes the reader's `Access` and counts only the rows
@@ -16,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.access import Access, region_condition, speaker_condition
 from dispatcher.bulk import id_in
+from dispatcher.counters import call_counts, region_counts
 from dispatcher.models import (
     Answer,
     Attempt,
@@ -45,20 +49,14 @@ async def _count_by(
 async def warning_summary(
     session: AsyncSession, warning: Warning, access: Access = EVERYTHING
 ) -> dict[str, Any]:
-    # one pass over the warning's calls gives every call figure
-    rows = await session.execute(
-        select(Call.state, Call.answer_meaning, func.count(), func.sum(Call.evacuated))
-        .where(Call.warning_id == warning.id, region_condition(Call.region_id, access))
-        .group_by(Call.state, Call.answer_meaning)
-    )
     states: dict[str, int] = defaultdict(int)
     statuses: dict[str, int] = defaultdict(int)
     evacuated = 0
-    for state, meaning, count, people in rows.all():
+    for state, meaning, count, people in await call_counts(session, warning.id, access):
         states[state] += count
         if meaning is not None:
             statuses[str(meaning)] += count
-        evacuated += people or 0
+        evacuated += people
     total = sum(states.values())
     answered = states.get(CallState.ANSWERED, 0)
     help_count = statuses.get(Meaning.HELP, 0)
@@ -165,39 +163,17 @@ async def region_tree(
 
     A scoped reader gets their own region and what lies below it, never its ancestors.
     """
-    # Table columns, not ORM attributes: thousands of plain rows, no ORM loading.
-    calls, regions = Call.__table__.c, Region.__table__.c
-    per_region = (
-        select(
-            calls.region_id,
-            func.count().label("calls"),
-            func.count().filter(calls.state == CallState.ANSWERED).label("answered"),
-            func.count().filter(calls.answer_meaning == Meaning.HELP).label("help"),
-            func.sum(calls.evacuated).label("evacuated"),
-        )
-        .where(calls.warning_id == warning_id, region_condition(calls.region_id, access))
-        .group_by(calls.region_id)
-        .subquery()
-    )
-    rows = await session.execute(
-        select(
-            regions.path,
-            per_region.c.calls,
-            per_region.c.answered,
-            per_region.c.help,
-            per_region.c.evacuated,
-        ).join(per_region, per_region.c.region_id == regions.id)
-    )
+    regions = Region.__table__.c
     # A region's figures are its own calls' plus those of every region below it.
     totals: dict[str, list[int]] = {}
-    for path, count, answered, help_, evacuated in rows.all():
+    for path, count, answered, help_, evacuated in await region_counts(session, warning_id, access):
         for code in path.strip("/").split("/"):
             if code:
                 total = totals.setdefault(code, [0, 0, 0, 0])
                 total[0] += count
                 total[1] += answered
                 total[2] += help_
-                total[3] += evacuated or 0
+                total[3] += evacuated
     found = await session.execute(
         select(
             regions.id,

@@ -1,4 +1,5 @@
-"""The arq worker: send jobs, simulated callbacks and the escalation sweep on cron.
+"""The arq worker: send jobs, simulated callbacks, and on cron the escalation sweep and
+the compaction of the figures' counters.
 
 A send that must wait (a rate-limit slot ahead, every circuit open, a broadcast's
 backoff) raises `Deferred`; the job turns it into arq's `Retry(defer=...)`.
@@ -17,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from channels.base import CallbackRequest
 from dispatcher.batch_send import send_batch
 from dispatcher.broadcasting import send_broadcast
+from dispatcher.counters import compact_added
 from dispatcher.escalation import sweep
 from dispatcher.inbound import UnmatchedCallback, process_callback
 from dispatcher.queue import QUEUE_NAME
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 # A deferred send comes back as the same job; past this many tries arq gives up on the
 # job, and the sweep enqueues the row again when it is due.
 SEND_MAX_TRIES = 50
+COMPACT_INTERVAL_S = 10
 
 
 async def send_attempt_job(ctx: dict[str, Any], attempt_id: int) -> str:
@@ -114,9 +117,17 @@ async def sweep_job(ctx: dict[str, Any]) -> None:
     await sweep(ctx["runtime"])
 
 
+async def compact_counters_job(ctx: dict[str, Any]) -> int:
+    marks = ctx.setdefault("counter_marks", {})
+    return await compact_added(ctx["runtime"].db, marks)
+
+
 def build_worker(runtime: Runtime, *, burst: bool = False, with_cron: bool = True) -> Worker:
     interval = runtime.settings.worker.sweep_interval_s
-    cron_jobs = [cron(sweep_job, second=set(range(0, 60, interval)), run_at_startup=True)]
+    cron_jobs = [
+        cron(sweep_job, second=set(range(0, 60, interval)), run_at_startup=True),
+        cron(compact_counters_job, second=set(range(5, 60, COMPACT_INTERVAL_S))),
+    ]
     return Worker(
         functions=[
             func(send_attempt_job, name="send_attempt", max_tries=SEND_MAX_TRIES),

@@ -1,21 +1,29 @@
-"""The warning figures, aggregated in the database, equal a plain recount of the rows.
+"""The warning figures equal a plain recount of the rows.
 
-The summary, the region tree and the funnel group in SQL (one pass, per region, per
-channel) rather than walk every call in Python; these tests recount the same calls one
-by one and compare, on both back ends. The curve draws one step per column (0.1 px).
+The summary, the region tree and the funnel are summed from counter rows that triggers
+add as calls, attempts and answers change (`dispatcher.counters`); these tests recount
+the same calls, attempts and answers one by one and compare, on both back ends: after a
+scenario, after compaction, and after many writers and compactions ran at once. The
+curve draws one step per column (0.1 px).
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections import Counter
 from dataclasses import replace
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatcher.counters import compact_added, compact_counters
 from dispatcher.figures import answer_curve, funnel
-from dispatcher.models import Attempt, Call, Region, Warning
-from dispatcher.summary import EVERYTHING
+from dispatcher.models import Answer, Attempt, Call, CallCount, FunnelCount, Region, Warning
+from dispatcher.summary import EVERYTHING, region_tree, warning_summary
 from dispatcher.svg import CURVE_HEIGHT, CURVE_PAD, CURVE_WIDTH, answer_curve_svg
+from dispatcher.vocabulary import AttemptStatus, CallState
 from tests.scenario import County, county  # noqa: F401  (fixture)
 
 
@@ -73,6 +81,187 @@ async def test_summary_and_tree_equal_a_recount(county: County) -> None:  # noqa
     assert {(r["channel"], r["provider"]): r["attempts"] for r in unscoped} == dict(by_channel)
     assert sum(r["answered"] for r in unscoped) == 4
     assert total == 11 and len(points) == 4 and points[-1][1] == 4 / 11
+    await _assert_figures_recounted(county, warning)
+
+
+SENT_STATUSES = {AttemptStatus.SENT, AttemptStatus.NO_ANSWER, AttemptStatus.BUSY}
+
+
+async def _recount(session: AsyncSession, warning_id: int) -> dict[str, Any]:
+    """Every figure of the warning, counted row by row in Python."""
+    warning = await session.get(Warning, warning_id)
+    assert warning is not None
+    calls = list(await session.scalars(select(Call).where(Call.warning_id == warning_id)))
+    ids = {c.id for c in calls}
+    attempts = {
+        a.id: a
+        for a in await session.scalars(select(Attempt).where(Attempt.call_id.in_(ids)))
+        if a.purpose == "call"
+    }
+    funnel_rows: dict[tuple[str, str], Counter[str]] = {}
+    for a in attempts.values():
+        row = funnel_rows.setdefault((a.channel, a.provider or "—"), Counter())
+        row["attempts"] += 1
+        row["sent"] += a.status in SENT_STATUSES or a.status == AttemptStatus.DELIVERED
+        row["delivered"] += a.status == AttemptStatus.DELIVERED
+    first: dict[int, Answer] = {}
+    for answer in await session.scalars(
+        select(Answer).where(Answer.call_id.in_(ids)).order_by(Answer.id)
+    ):
+        first.setdefault(answer.call_id, answer)
+    for answer in first.values():
+        attempt = attempts.get(answer.attempt_id or 0) or await session.get(
+            Attempt, answer.attempt_id or 0
+        )
+        key = (
+            (answer.channel, answer.provider)
+            if attempt is None
+            else (
+                attempt.channel,
+                attempt.provider,
+            )
+        )
+        funnel_rows.setdefault((key[0], key[1] or "—"), Counter())["answered"] += 1
+    states = Counter("pending" if c.state == CallState.CALLING else c.state for c in calls)
+    answered_at = sorted(c.answered_at for c in calls if c.answered_at is not None)
+    return {
+        "warning": warning,
+        "states": states,
+        "meanings": Counter(c.answer_meaning for c in calls if c.answer_meaning),
+        "evacuated": sum(c.evacuated or 0 for c in calls),
+        "funnel": {
+            key: {f: row[f] for f in ("attempts", "sent", "delivered", "answered")}
+            for key, row in funnel_rows.items()
+        },
+        "answered_at": answered_at,
+        "calls": calls,
+    }
+
+
+async def _assert_figures_recounted(county: County, warning_id: int) -> None:  # noqa: F811
+    async with county.runtime.db.sessions() as session:
+        counted = await _recount(session, warning_id)
+        warning = counted["warning"]
+        summary = await warning_summary(session, warning)
+        tree = await region_tree(session, warning_id)
+        funnel_rows = await funnel(session, warning_id, EVERYTHING)
+        total, _ = await answer_curve(session, warning, EVERYTHING)
+        paths = dict((await session.execute(select(Region.id, Region.path))).all())
+    states = counted["states"]
+    calls = summary["calls"]
+    assert calls["total"] == total == len(counted["calls"])
+    assert calls["answered"] == states["answered"]
+    assert calls["pending"] == states["pending"]
+    assert calls["escalated"] == states["escalated"]
+    assert calls["unanswered"] == states["unanswered"]
+    assert summary["statuses"] == dict(counted["meanings"])
+    assert summary["evacuated"] == counted["evacuated"]
+    for row in tree:
+        under = [c for c in counted["calls"] if f"/{row['code']}/" in paths[c.region_id]]
+        assert row["calls"] == len(under)
+        assert row["answered"] == sum(c.state == "answered" for c in under)
+        assert row["help"] == sum(c.answer_meaning == "help" for c in under)
+        assert row["evacuated"] == sum(c.evacuated or 0 for c in under)
+    assert {
+        (r["channel"], r["provider"]): {
+            f: r[f] for f in ("attempts", "sent", "delivered", "answered")
+        }
+        for r in funnel_rows
+    } == counted["funnel"]
+
+
+async def _compact_all(county: County, warning_id: int) -> None:  # noqa: F811
+    for table in ("call_counts", "funnel_counts"):
+        async with county.runtime.db.transaction() as session:
+            await compact_counters(session, table, warning_id)
+
+
+async def _counter_rows(county: County) -> int:  # noqa: F811
+    async with county.runtime.db.sessions() as session:
+        calls = await session.scalar(select(func.count()).select_from(CallCount))
+        funnel_rows = await session.scalar(select(func.count()).select_from(FunnelCount))
+        return int(calls or 0) + int(funnel_rows or 0)
+
+
+async def test_compacted_counters_keep_the_figures(county: County) -> None:  # noqa: F811
+    warning = await county.warn("COMPACT")
+    await county.work()
+    for who, text in (("b1", "求助"), ("b1", "1"), ("a1", "4 5"), ("a1", "4 9"), ("h1", "1")):
+        await county.text(who, text)
+        county.clock.advance(seconds=20)
+    await county.work()
+    await county.at(30)
+    await _assert_figures_recounted(county, warning)
+    before = await _counter_rows(county)
+    await _compact_all(county, warning)
+    assert await _counter_rows(county) < before
+    await _assert_figures_recounted(county, warning)
+    # a second compaction has nothing left to merge, and the worker's finds nothing new
+    rows = await _counter_rows(county)
+    await _compact_all(county, warning)
+    assert await _counter_rows(county) == rows
+    marks: dict[str, int] = {}
+    await compact_added(county.runtime.db, marks)
+    assert await compact_added(county.runtime.db, marks) == 0
+    await _assert_figures_recounted(county, warning)
+
+
+async def test_counters_stay_exact_with_concurrent_writers(county: County) -> None:  # noqa: F811
+    """Answers by SMS, delivery reports and ladder-like state changes, each in its own
+    transaction, while compactions run: the figures still equal a recount."""
+    warning = await county.warn("BUSY")
+    await county.work()
+    async with county.runtime.db.sessions() as session:
+        call_ids = list(await session.scalars(select(Call.id).where(Call.warning_id == warning)))
+        attempt_ids = list(
+            await session.scalars(select(Attempt.id).where(Attempt.warning_id == warning))
+        )
+    shuffled = random.Random(8)
+    statuses = [
+        AttemptStatus.DELIVERED,
+        AttemptStatus.FAILED,
+        AttemptStatus.BUSY,
+        AttemptStatus.NO_ANSWER,
+        AttemptStatus.SENT,
+    ]
+
+    async def report(attempt_id: int) -> None:
+        for status in shuffled.sample(statuses, 3):
+            async with county.runtime.db.transaction() as session:
+                await session.execute(
+                    update(Attempt)
+                    .where(Attempt.id == attempt_id)
+                    .values(status=status, provider=shuffled.choice(["simulated", "other"]))
+                )
+
+    async def step(call_id: int) -> None:
+        for state in (CallState.ESCALATED, CallState.UNANSWERED):
+            async with county.runtime.db.transaction() as session:
+                await session.execute(
+                    update(Call)
+                    .where(Call.id == call_id, Call.state != CallState.ANSWERED)
+                    .values(state=state)
+                )
+
+    async def compact() -> None:
+        for _ in range(6):
+            await _compact_all(county, warning)
+            await asyncio.sleep(0)
+
+    answers = [
+        county.text(who, text)
+        for who, text in (("b1", "1"), ("b2", "已转移3人"), ("a1", "求助"), ("a3", "1"))
+    ]
+    await asyncio.gather(
+        *answers,
+        *(report(a) for a in attempt_ids),
+        *(step(c) for c in call_ids),
+        compact(),
+        compact(),
+    )
+    await _assert_figures_recounted(county, warning)
+    await _compact_all(county, warning)
+    await _assert_figures_recounted(county, warning)
 
 
 def test_curve_draws_one_step_per_column() -> None:
