@@ -1,21 +1,23 @@
 """A warning's figures, summed from the counter rows the database keeps as things happen.
 
-`call_counts` and `funnel_counts` (`dispatcher.models`) are written by triggers in the
-same transaction as every insert or update of a call, a call's attempt or an answer: -1
-for the figure a row leaves, +1 for the one it enters. Rows are only added, never
-updated, so concurrent workers never wait on a shared counter. Readers sum a warning's
-rows per key; `compact_counters` replaces each key's many rows by one, so a read costs
-in proportion to the warning's regions, not to its events.
+`call_counts`, `funnel_counts` and `curve_counts` (`dispatcher.models`) are written by
+triggers in the same transaction as every insert or update of a call, a call's attempt
+or an answer: -1 for the figure a row leaves, +1 for the one it enters. Rows are only
+added, never updated, so concurrent workers never wait on a shared counter. Readers sum
+a warning's rows per key; `compact_counters` replaces each key's many rows by one, so a
+read costs in proportion to the warning's regions (or seconds), not to its events.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.access import Access, region_condition
 from dispatcher.db import Database
-from dispatcher.models import CallCount, FunnelCount, Region
+from dispatcher.models import CallCount, CurveCount, FunnelCount, Region
 from dispatcher.vocabulary import CallState, Meaning
 
 # The funnel's stages. The triggers (migration 0010) count an attempt `sent` when its
@@ -92,11 +94,39 @@ async def funnel_counts(
     return [(channel, provider, stage, int(n)) for channel, provider, stage, n in rows.all()]
 
 
+async def answers_per_second(
+    session: AsyncSession, warning_id: int, access: Access
+) -> list[tuple[datetime, int]]:
+    """(second, calls first answered in it) in scope, oldest first. Each region counts
+    the calls of its whole subtree: a scope reads its root's rows, everything its tree's
+    roots'."""
+    counts, regions = CurveCount.__table__.c, Region.__table__.c
+    roots = (
+        select(regions.id).where(regions.parent_id.is_(None))
+        if access.region_path is None
+        else select(regions.id).where(regions.path == access.region_path)
+    )
+    total = func.sum(counts.count)
+    rows = await session.execute(
+        select(counts.at_second, total)
+        .where(counts.warning_id == warning_id, counts.region_id.in_(roots))
+        .group_by(counts.at_second)
+        .having(total != 0)
+        .order_by(counts.at_second)
+    )
+    return [(second, int(n)) for second, n in rows.all()]
+
+
 _KEYS = {
     "call_counts": ("region_id", "state", "answer_meaning"),
     "funnel_counts": ("region_id", "channel", "provider", "stage"),
+    "curve_counts": ("region_id", "at_second"),
 }
-_SUMS = {"call_counts": ("calls", "evacuated"), "funnel_counts": ("count",)}
+_SUMS = {
+    "call_counts": ("calls", "evacuated"),
+    "funnel_counts": ("count",),
+    "curve_counts": ("count",),
+}
 
 
 async def compact_counters(session: AsyncSession, table: str, warning_id: int) -> None:

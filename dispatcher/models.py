@@ -6,8 +6,8 @@ Warnings: `Warning`, its `Call`s (one per responder), each call's `Attempt`s (on
 one channel) and `Answer`s (every status change), the warning's `Broadcast`s,
 `DoorKnockTask`s (with the `Household`s they visit, `TaskHousehold`), the `LadderNotice`s
 waiting to go out as digests, the `InboxMessage`s nobody's call took, and `AuditEvent`s.
-Figures: `CallCount` and `FunnelCount`, delta rows that triggers write beside every change
-of a call or a call's attempt (see `dispatcher.counters`).
+Figures: `CallCount`, `FunnelCount` and `CurveCount`, delta rows that triggers write
+beside every change of a call, a call's attempt or an answer (see `dispatcher.counters`).
 Dashboard: `User`s who log in (admin, supervisor of a region subtree, viewer).
 The Alembic migrations in `alembic/versions/` create exactly these.
 """
@@ -447,6 +447,24 @@ class FunnelCount(Base):
     channel: Mapped[str] = mapped_column(String(16))
     provider: Mapped[str | None] = mapped_column(String(32))
     stage: Mapped[str] = mapped_column(String(16))
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class CurveCount(Base):
+    """A change in the number of a warning's calls first answered in one second, per
+    region subtree: a call counts at its own region and at every region above it, so a
+    reader sums one region's rows, however many calls lie below it.
+
+    Written by database triggers on `calls` (migration 0011).
+    """
+
+    __tablename__ = "curve_counts"
+    __table_args__ = (Index("ix_curve_counts_warning", "warning_id", "region_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    warning_id: Mapped[int] = mapped_column(Integer)
+    region_id: Mapped[int] = mapped_column(Integer)
+    at_second: Mapped[datetime]
     count: Mapped[int] = mapped_column(Integer)
 
 

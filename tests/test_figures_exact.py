@@ -1,10 +1,10 @@
 """The warning figures equal a plain recount of the rows.
 
 The summary, the region tree and the funnel are summed from counter rows that triggers
-add as calls, attempts and answers change (`dispatcher.counters`); these tests recount
-the same calls, attempts and answers one by one and compare, on both back ends: after a
-scenario, after compaction, and after many writers and compactions ran at once. The
-curve draws one step per column (0.1 px).
+add as calls, attempts and answers change (`dispatcher.counters`), and the curve is
+grouped per second in SQL; these tests recount the same calls, attempts and answers one
+by one and compare, on both back ends: after a scenario, after compaction, and after
+many writers and compactions ran at once. The curve draws one step per column (0.1 px).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import random
 from collections import Counter
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -20,7 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.counters import compact_added, compact_counters
 from dispatcher.figures import answer_curve, funnel
-from dispatcher.models import Answer, Attempt, Call, CallCount, FunnelCount, Region, Warning
+from dispatcher.models import (
+    Answer,
+    Attempt,
+    Call,
+    CallCount,
+    CurveCount,
+    FunnelCount,
+    Region,
+    Warning,
+)
 from dispatcher.summary import EVERYTHING, region_tree, warning_summary
 from dispatcher.svg import CURVE_HEIGHT, CURVE_PAD, CURVE_WIDTH, answer_curve_svg
 from dispatcher.vocabulary import AttemptStatus, CallState
@@ -140,12 +150,19 @@ async def _recount(session: AsyncSession, warning_id: int) -> dict[str, Any]:
 
 async def _assert_figures_recounted(county: County, warning_id: int) -> None:  # noqa: F811
     async with county.runtime.db.sessions() as session:
+        # a township's supervisor sees its subtree's curve, from that region's rows
+        town = await session.scalar(select(Region).where(Region.code == "441799100000"))
+        assert town is not None
+        scope = replace(EVERYTHING, region_path=town.path, region_code=town.code)
+        town_total, town_points = await answer_curve(
+            session, await session.get(Warning, warning_id), scope
+        )
         counted = await _recount(session, warning_id)
         warning = counted["warning"]
         summary = await warning_summary(session, warning)
         tree = await region_tree(session, warning_id)
         funnel_rows = await funnel(session, warning_id, EVERYTHING)
-        total, _ = await answer_curve(session, warning, EVERYTHING)
+        total, points = await answer_curve(session, warning, EVERYTHING)
         paths = dict((await session.execute(select(Region.id, Region.path))).all())
     states = counted["states"]
     calls = summary["calls"]
@@ -168,10 +185,27 @@ async def _assert_figures_recounted(county: County, warning_id: int) -> None:  #
         }
         for r in funnel_rows
     } == counted["funnel"]
+    # a point at the end of each second in which calls were answered, with the share
+    # of calls answered by then, exactly
+    answered_at = counted["answered_at"]
+    seconds = sorted({at.replace(microsecond=0) for at in answered_at})
+    assert len(points) == len(seconds)
+    for (minutes, share), second in zip(points, seconds, strict=True):
+        end = second + timedelta(seconds=1)
+        assert abs(minutes - max(0.0, (end - warning.received_at).total_seconds() / 60)) < 1e-9
+        assert share == sum(at < end for at in answered_at) / total
+    town_calls = [c for c in counted["calls"] if paths[c.region_id].startswith(town.path)]
+    assert town_total == len(town_calls)
+    for minutes, share in town_points:
+        # a point stands at the end of a whole second
+        end = warning.received_at + timedelta(seconds=round(minutes * 60, 3))
+        end = end.replace(microsecond=0) + timedelta(seconds=end.microsecond >= 500_000)
+        by_then = [c for c in town_calls if c.answered_at and c.answered_at < end]
+        assert share == len(by_then) / town_total
 
 
 async def _compact_all(county: County, warning_id: int) -> None:  # noqa: F811
-    for table in ("call_counts", "funnel_counts"):
+    for table in ("call_counts", "funnel_counts", "curve_counts"):
         async with county.runtime.db.transaction() as session:
             await compact_counters(session, table, warning_id)
 
@@ -180,7 +214,8 @@ async def _counter_rows(county: County) -> int:  # noqa: F811
     async with county.runtime.db.sessions() as session:
         calls = await session.scalar(select(func.count()).select_from(CallCount))
         funnel_rows = await session.scalar(select(func.count()).select_from(FunnelCount))
-        return int(calls or 0) + int(funnel_rows or 0)
+        curve = await session.scalar(select(func.count()).select_from(CurveCount))
+        return int(calls or 0) + int(funnel_rows or 0) + int(curve or 0)
 
 
 async def test_compacted_counters_keep_the_figures(county: County) -> None:  # noqa: F811
