@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.access import Access
@@ -84,14 +84,18 @@ async def people(
     limit: int = 500,
 ) -> list[dict[str, Any]]:
     """Calls of the warning in scope matching `conditions`, with the person, their phones
-    (as this reader may see them), their answers and the call's last attempt."""
+    (as this reader may see them), their answers and the call's last attempt; grouped by
+    place (region path), the most escalated first within a place."""
     rows = (
         await session.execute(
             select(Call, Responder, Region)
             .join(Responder, Responder.id == Call.responder_id)
             .join(Region, Region.id == Call.region_id)
             .where(Call.warning_id == warning_id, access.regions(), *conditions)
-            .order_by(Call.escalation_step.desc(), Region.path, Call.id)
+            # by place first: PostgreSQL walks the regions in path order and each one's
+            # calls (ix_calls_warning_region), and stops at `limit`, where sorting
+            # 100,000 answered calls by escalation step first took ~150 ms
+            .order_by(Region.path, Call.escalation_step.desc(), Call.id)
             .limit(limit)
         )
     ).all()
@@ -104,12 +108,13 @@ async def people(
         .order_by(Contact.position)
     ):
         phones.setdefault(responder_id, []).append(value)
-    last: dict[int, Attempt] = {}
-    for attempt in await session.scalars(
-        select(Attempt)
+    latest = (
+        select(func.max(Attempt.id))
         .where(Attempt.call_id.in_(call_ids), Attempt.purpose == AttemptPurpose.CALL)
-        .order_by(Attempt.id)
-    ):
+        .group_by(Attempt.call_id)
+    )
+    last: dict[int, Attempt] = {}
+    for attempt in await session.scalars(select(Attempt).where(Attempt.id.in_(latest))):
         if attempt.call_id is not None:
             last[attempt.call_id] = attempt
     history = await answer_history(session, call_ids)

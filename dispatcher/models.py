@@ -186,6 +186,8 @@ class Call(Base):
         UniqueConstraint("warning_id", "responder_id"),
         Index("ix_calls_due", "next_step_at"),
         Index("ix_calls_warning_state", "warning_id", "state"),
+        # the page's people lists walk a warning's calls region by region
+        Index("ix_calls_warning_region", "warning_id", "region_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -157,17 +157,24 @@ def warning_public(warning: Warning) -> dict[str, Any]:
 
 
 async def region_tree(
-    session: AsyncSession, warning_id: int, access: Access = EVERYTHING
+    session: AsyncSession,
+    warning_id: int,
+    access: Access = EVERYTHING,
+    *,
+    depth: int | None = None,
 ) -> list[dict[str, Any]]:
     """Per region with calls under it: calls, answered, help and evacuated, over the subtree.
 
     A scoped reader gets their own region and what lies below it, never its ancestors.
+    With `depth`, only the regions that deep in the tree (0: the roots), as one level of
+    the warning page needs: a few rows rather than the thousands of a county.
     """
     regions = Region.__table__.c
     # A region's figures are its own calls' plus those of every region below it.
     totals: dict[str, list[int]] = {}
     for path, count, answered, help_, evacuated in await region_counts(session, warning_id, access):
-        for code in path.strip("/").split("/"):
+        codes = path.strip("/").split("/")
+        for code in codes if depth is None else codes[depth : depth + 1]:
             if code:
                 total = totals.setdefault(code, [0, 0, 0, 0])
                 total[0] += count

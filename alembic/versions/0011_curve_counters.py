@@ -35,8 +35,8 @@ def _seconds(rows: str, sign: str, second: str) -> str:
         SELECT d.warning_id, up.id AS region_id, {second} AS at_second, {sign}1 AS count
         FROM {rows} d
         JOIN regions own ON own.id = d.region_id
-        JOIN regions up ON up.code IN (
-            SELECT unnest(string_to_array(trim(BOTH '/' FROM own.path), '/')))
+        CROSS JOIN LATERAL unnest(string_to_array(trim(BOTH '/' FROM own.path), '/')) AS above(code)
+        JOIN regions up ON up.code = above.code
         WHERE d.answered_at IS NOT NULL"""
 
 

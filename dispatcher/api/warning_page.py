@@ -64,8 +64,17 @@ async def warning_page(
     node = await region_or_404(session, access, region) if region else None
     scope = replace(access, region_path=node.path, region_code=node.code) if node else access
     now = runtime.clock.now()
-    tree = await region_tree(session, warning.id, scope)
+    # one level of the tree: below the node, else the reader's own top
+    top = scope.region_path.strip("/").count("/") if scope.region_path else 0
+    tree = await region_tree(session, warning.id, scope, depth=node.depth + 1 if node else top)
     total, points = await answer_curve(session, warning, scope)
+    summary = await warning_summary(session, warning, scope)
+    calls = summary["calls"]
+
+    async def listed(count: int, *conditions: Any) -> list[dict[str, Any]]:
+        # no calls in the list's states (the counters say so): nobody to look for
+        return await people(session, warning.id, scope, *conditions) if count else []
+
     return render_page(
         request,
         "warning.html",
@@ -73,17 +82,18 @@ async def warning_page(
             "warning": warning,
             "node": node,
             "breadcrumbs": await _breadcrumbs(session, access, node) if node else [],
-            "summary": await warning_summary(session, warning, scope),
+            "summary": summary,
             "since": since_label(warning.received_at, now),
             "children": _children(tree, node),
             "funnel": await funnel(session, warning.id, scope),
             "curve": answer_curve_svg(points, total),
-            "help": await people(session, warning.id, scope, Call.answer_meaning == Meaning.HELP),
-            "silent": await people(session, warning.id, scope, Call.state.in_(SILENT_STATES)),
-            "answered": await people(
-                session,
-                warning.id,
-                scope,
+            "help": await listed(calls["help"], Call.answer_meaning == Meaning.HELP),
+            "silent": await listed(
+                calls["pending"] + calls["escalated"] + calls["unanswered"],
+                Call.state.in_(SILENT_STATES),
+            ),
+            "answered": await listed(
+                calls["answered"],
                 Call.state == CallState.ANSWERED,
                 Call.answer_meaning != Meaning.HELP,
             ),
