@@ -113,8 +113,6 @@ def bench_settings(options: BenchOptions, data_dir: Path, secret: str) -> Settin
             "database": {"url": database},
             "redis": {"url": options.redis},
             "senders": [{"name": "bench", "secret": secret}],
-            # one sweep over every due call, however many
-            "worker": {"sweep_batch": max(500, options.responders)},
             "providers": {
                 "simulated": {
                     "delivery_rate": 1.0,

@@ -12,6 +12,9 @@ the insert itself, each done the fast way on each back end.
 * `insert_rows`: PostgreSQL COPY through the session's own asyncpg connection (so in the
   same transaction), Core executemany on SQLite; a broken constraint is an
   `IntegrityError` on both.
+* `insert_columns`: rows given as columns (a list of values per column) and constants:
+  on PostgreSQL one `INSERT ... SELECT` from the columns sent as arrays (`unnest`), so a
+  row costs no Python work of its own; Core executemany on SQLite.
 * `update_rows`: many rows each set to its own values, by id: on PostgreSQL one UPDATE
   joined to the columns sent as arrays (`unnest`), Core executemany on SQLite.
 """
@@ -19,7 +22,7 @@ the insert itself, each done the fast way on each back end.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -131,6 +134,86 @@ async def insert_rows(
     except IntegrityConstraintViolationError as error:
         # as SQLAlchemy reports it for its own statements, so callers catch one kind
         raise IntegrityError(f"COPY {table.name}", None, error) from error
+
+
+async def insert_columns(
+    session: AsyncSession,
+    table: Table,
+    columns: Mapping[str, Sequence[Any]],
+    constants: Mapping[str, Any] | None = None,
+) -> None:
+    """Insert one row per position of `columns` (lists of equal length), each row also
+    taking the `constants`. A JSON value repeated as the same object is encoded once."""
+    constants = dict(constants or {})
+    count = len(next(iter(columns.values()), ()))
+    if not count:
+        return
+    if not _is_postgresql(session):
+        keys = list(columns)
+        await session.execute(
+            insert(table),
+            [
+                {**constants, **dict(zip(keys, row, strict=True))}
+                for row in zip(*columns.values(), strict=True)
+            ],
+        )
+        return
+    dialect = session.get_bind().dialect
+    quote = dialect.identifier_preparer.quote
+    values: dict[str, Any] = {}
+    selected: list[str] = []
+    for number, (name, value) in enumerate(constants.items()):
+        [values[f"c{number}"]] = _column_values(table, name, [value], dialect)
+        cast = f"CAST(:c{number} AS {_sql_type(table, name, dialect)})"
+        selected.append(_as_column(table, name, cast))
+    arrays = []
+    for number, (name, column) in enumerate(columns.items()):
+        values[f"p{number}"] = _column_values(table, name, column, dialect)
+        arrays.append(f"CAST(:p{number} AS {_sql_type(table, name, dialect)}[])")
+        selected.append(_as_column(table, name, f"v.c{number}"))
+    names = ", ".join(quote(name) for name in [*constants, *columns])
+    aliases = ", ".join(f"c{number}" for number in range(len(columns)))
+    # Table and column names come from the models, never from input.
+    await session.execute(
+        text(
+            f"INSERT INTO {table.name} ({names}) SELECT {', '.join(selected)} "
+            f"FROM unnest({', '.join(arrays)}) AS v({aliases})"
+        ),
+        values,
+    )
+
+
+def _sql_type(table: Table, name: str, dialect: Any) -> str:
+    """The PostgreSQL type a column's values travel as (JSON as its text, cast back)."""
+    kind = table.c[name].type
+    if isinstance(kind, JSON):
+        return "TEXT"
+    kind = kind.impl_instance if isinstance(kind, UTCDateTime) else kind
+    return str(kind.compile(dialect))
+
+
+def _as_column(table: Table, name: str, expression: str) -> str:
+    return f"CAST({expression} AS JSON)" if isinstance(table.c[name].type, JSON) else expression
+
+
+def _column_values(table: Table, name: str, column: Sequence[Any], dialect: Any) -> list[Any]:
+    """A column's values as PostgreSQL takes them: naive UTC times, JSON as text (each
+    distinct object converted once)."""
+    kind = table.c[name].type
+    if isinstance(kind, UTCDateTime):
+        convert: Any = lambda value: kind.process_bind_param(value, dialect)  # noqa: E731
+    elif isinstance(kind, JSON):
+        convert = json.dumps
+    else:
+        return list(column)
+    done: dict[int, Any] = {}
+    converted = []
+    for value in column:
+        key = id(value)
+        if key not in done:
+            done[key] = None if value is None else convert(value)
+        converted.append(done[key])
+    return converted
 
 
 async def update_rows(

@@ -110,6 +110,7 @@ class WorkerSettings(_Section):
     max_jobs: int = Field(50, ge=1)
     sweep_interval_s: int = Field(10, ge=1, le=60)
     sweep_batch: int = Field(2000, ge=1)
+    sweep_parallel: int = Field(2, ge=1, le=16)
     requeue_after_s: int = Field(60, ge=1)
     send_lease_s: int = Field(300, ge=10)
     retry_base_s: float = Field(10, gt=0)

@@ -13,14 +13,17 @@ back and the next sweep, in any worker, does the work once. The phases, in order
 
 Every phase works through all that is due, a chunk of `worker.sweep_batch` rows (at most
 `MAX_CHUNK`) per transaction, and works on a chunk in bulk: a sweep over 100,000 silent
-calls is a few hundred statements, not a few per call. The sends a chunk creates are
-enqueued as soon as it commits. Nothing here acts on a call or warning that is no longer
+calls is a few hundred statements, not a few per call. Due calls are stepped
+`worker.sweep_parallel` chunks at a time on PostgreSQL, each lane in a transaction and on a
+connection of its own, so the database's cores share the writing. The sends a chunk
+creates are enqueued as soon as it commits. Nothing here acts on a call or warning that is no longer
 open (answered, cancelled, expired): every query filters on the warning's and the call's
 state.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -31,7 +34,15 @@ from sqlalchemy import and_, exists, insert, or_, select, update
 from dispatcher.digests import escalate_tasks, send_digests
 from dispatcher.doorknock import open_speaker_task
 from dispatcher.fanout_stages import resume_fan_outs
-from dispatcher.ladder import DUE_COLUMNS, DueCall, apply_steps, undeliverable_target
+from dispatcher.ladder import (
+    CALLS,
+    DUE_COLUMNS,
+    WARNINGS,
+    DueCall,
+    StepOutcome,
+    apply_steps,
+    undeliverable_target,
+)
 from dispatcher.lifecycle import expire_due
 from dispatcher.models import Attempt, AuditEvent, Broadcast, Call, Warning
 from dispatcher.runtime import Runtime
@@ -167,33 +178,58 @@ async def _jump_undeliverable(runtime: Runtime) -> int:
 
 
 async def _apply_due_steps(runtime: Runtime) -> int:
-    applied = 0
+    """Step every due call, `sweep_parallel` chunks at once on PostgreSQL (one at a time
+    on SQLite, which has one writer). `SKIP LOCKED` gives each lane its own calls; a lane
+    stops at a short chunk, when what is left is due to no one or held by another lane.
+    A lane that fails lets the others finish the chunk they hold, then the sweep raises:
+    what committed is done once, what rolled back is due again for the next sweep."""
     size = chunk_size(runtime)
-    while True:
-        now = runtime.clock.now()
-        async with runtime.db.transaction() as session:
-            rows = (
-                await session.execute(
-                    select(*DUE_COLUMNS)
-                    .join(Warning, Warning.id == Call.warning_id)
-                    .where(
-                        Call.state.in_(OPEN_CALL_STATES),
-                        Call.next_step_at <= now,
-                        Warning.state == "active",
-                    )
-                    .order_by(Call.next_step_at, Call.id)
-                    .limit(size)
-                    .with_for_update(skip_locked=True, of=Call)
+    lanes = 1 if runtime.db.is_sqlite else runtime.settings.worker.sweep_parallel
+    failed: list[BaseException] = []
+
+    async def lane() -> int:
+        applied = 0
+        try:
+            while not failed:
+                taken, outcome = await _step_chunk(runtime, size)
+                applied += outcome.applied
+                if outcome.attempt_ids:
+                    await _enqueue(runtime, outcome.attempt_ids)
+                if taken < size:
+                    break
+        except BaseException as error:
+            failed.append(error)
+        return applied
+
+    applied = sum(await asyncio.gather(*(lane() for _ in range(lanes))))
+    if failed:
+        raise failed[0]
+    return applied
+
+
+async def _step_chunk(runtime: Runtime, size: int) -> tuple[int, StepOutcome]:
+    """Lock up to `size` due calls and take their steps, in one transaction; returns how
+    many it took and what they did."""
+    now = runtime.clock.now()
+    async with runtime.db.transaction() as session:
+        rows = (
+            await session.execute(
+                select(*DUE_COLUMNS)
+                .join(WARNINGS, WARNINGS.c.id == CALLS.c.warning_id)
+                .where(
+                    CALLS.c.state.in_(OPEN_CALL_STATES),
+                    CALLS.c.next_step_at <= now,
+                    WARNINGS.c.state == "active",
                 )
-            ).all()
-            outcome = await apply_steps(
-                runtime, session, [DueCall(**row._asdict()) for row in rows], now
+                # the due index's own order: a tie-break on id would sort every due
+                # call for each chunk (external sort at 100,000 due calls)
+                .order_by(CALLS.c.next_step_at)
+                .limit(size)
+                .with_for_update(skip_locked=True, of=CALLS)
             )
-        applied += outcome.applied
-        if outcome.attempt_ids:
-            await _enqueue(runtime, outcome.attempt_ids)
-        if len(rows) < size:
-            return applied
+        ).all()
+        outcome = await apply_steps(runtime, session, [DueCall.of(row) for row in rows], now)
+    return len(rows), outcome
 
 
 async def _fail_silent_speakers(runtime: Runtime) -> int:

@@ -11,8 +11,9 @@ a low-level call's steps to the morning.
 
 `apply_steps` moves a whole chunk of due calls one rung on at once: it sorts them by the
 step they take and does each step's work for all of them together
-(`dispatcher.step_work`), then writes the calls and the audit rows in bulk. Everything
-runs in the caller's transaction, which holds the calls' locks.
+(`dispatcher.step_work`), then writes the calls (on PostgreSQL one UPDATE per rung and
+level, their next times computed in SQL) and the audit rows (one insert) in bulk.
+Everything runs in the caller's transaction, which holds the calls' locks.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Interval, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher import step_work
-from dispatcher.bulk import id_in, insert_rows, update_rows
-from dispatcher.config import Policy, Settings
+from dispatcher.bulk import id_in, insert_columns, update_rows
+from dispatcher.config import LadderStep, Policy, Settings
 from dispatcher.models import Attempt, Base, Call
 from dispatcher.models import Warning as WarningRow
 from dispatcher.quiet_hours import quiet_until
@@ -36,24 +37,24 @@ from dispatcher.vocabulary import OPEN_CALL_STATES, AttemptPurpose, CallState
 if TYPE_CHECKING:
     from dispatcher.runtime import Runtime
 
-# What the sweep reads of a due call: plain values, not ORM objects (it moves thousands).
-DUE_COLUMNS = (
-    Call.id,
-    Call.warning_id,
-    Call.responder_id,
-    Call.region_id,
-    Call.origin,
-    Call.state,
-    Call.escalation_step,
-    Call.next_step_at,
-    Call.door_knock_task_id,
-    WarningRow.level,
-)
-
-
 CALLS, AUDIT = Base.metadata.tables["calls"], Base.metadata.tables["audit_events"]
-# What a step changes in a call, id first (the keys of `apply_steps`'s changes, in order).
-CALL_COLUMNS = ["id", "state", "escalation_step", "next_step_at", "door_knock_task_id"]
+WARNINGS = Base.metadata.tables["warnings"]
+# What the sweep reads of a due call: plain values (Core columns: no ORM row loading for
+# the thousands it moves).
+DUE_COLUMNS = (
+    CALLS.c.id,
+    CALLS.c.warning_id,
+    CALLS.c.responder_id,
+    CALLS.c.region_id,
+    CALLS.c.origin,
+    CALLS.c.state,
+    CALLS.c.escalation_step,
+    CALLS.c.next_step_at,
+    CALLS.c.door_knock_task_id,
+    WARNINGS.c.level,
+)
+# What a step changes in a call, id first (SQLite's rows from `_Moves`).
+CALL_COLUMNS = ["id", "state", "escalation_step", "next_step_at"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,11 @@ class DueCall:
     next_step_at: datetime | None
     door_knock_task_id: int | None
     level: str
+
+    @classmethod
+    def of(cls, row: Sequence[Any]) -> DueCall:
+        """From a row of `DUE_COLUMNS`, in their order."""
+        return cls(*row)
 
 
 @dataclass
@@ -157,55 +163,52 @@ async def apply_steps(
     settings = runtime.settings
     outcome = StepOutcome()
     work = step_work.Steps()
-    changes: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
+    moves = _Moves()
+    events = _Events()
     details: dict[int, dict[str, Any]] = {}
     mornings = {
         level: quiet_until(settings.quiet_hours, level, now) for level in {c.level for c in calls}
     }
+    # What every call at one rung of one level gets: the step, its audit detail (one
+    # object, encoded once) and where the call goes next.
+    rungs: dict[tuple[str, int], tuple[LadderStep, dict[str, Any], str, timedelta | None]] = {}
     for call in calls:
         policy = settings.policy_for(call.level)
         index = call.escalation_step
-        change: dict[str, Any] = {
-            "id": call.id,
-            "state": call.state,
-            "escalation_step": index,
-            "next_step_at": call.next_step_at,
-            "door_knock_task_id": call.door_knock_task_id,
-        }
-        changes.append(change)
         if index >= len(policy.ladder):
-            change.update(state=CallState.UNANSWERED, next_step_at=None)
+            moves.add(call, CallState.UNANSWERED, index, None)
             continue
         if (morning := mornings[call.level]) is not None:
-            change["next_step_at"] = morning
-            events.append(_event(now, "call.deferred", call, {"until": morning.isoformat()}))
+            moves.add(call, call.state, index, morning)
+            events.add(call, "call.deferred", {"until": morning.isoformat()})
             continue
-        step = policy.ladder[index]
+        rung = rungs.get((call.level, index))
+        if rung is None:
+            step = policy.ladder[index]
+            last = index + 1 == len(policy.ladder)
+            rung = rungs[(call.level, index)] = (
+                step,
+                {"step": index + 1, "kind": step.step},
+                CallState.UNANSWERED if last else CallState.ESCALATED,
+                None if last else step_gap(policy, index + 1),
+            )
+        step, detail, state, gap = rung
         work.add(call, policy, step, index)
-        details[call.id] = {"step": index + 1, "kind": step.step}
-        change["escalation_step"] = index + 1
-        if index + 1 < len(policy.ladder):
-            change["state"] = CallState.ESCALATED
-            # From when this step was due, not when the sweep got to it: no drift.
-            change["next_step_at"] = (call.next_step_at or now) + step_gap(policy, index + 1)
-        else:
-            change.update(state=CallState.UNANSWERED, next_step_at=None)
+        details[call.id] = detail
+        # From when this step was due, not when the sweep got to it: no drift.
+        moves.add(call, state, index + 1, gap)
         outcome.applied += 1
     done = await work.run(session, now)
-    for call_id, extra in done.details.items():
-        details[call_id].update(extra)
-    for change in changes:
-        change["door_knock_task_id"] = done.task_of.get(change["id"], change["door_knock_task_id"])
-    if changes:
-        await update_rows(session, CALLS, CALL_COLUMNS, [list(c.values()) for c in changes])
-    events += [
-        _event(now, "call.escalated", call, details[call.id])
-        for call in calls
-        if call.id in details
-    ]
-    if events:
-        await insert_rows(session, AUDIT, list(events[0]), [list(e.values()) for e in events])
+    await moves.write(session, now)
+    if done.task_of:
+        await update_rows(
+            session, CALLS, ["id", "door_knock_task_id"], [list(i) for i in done.task_of.items()]
+        )
+    for call in calls:
+        if (base := details.get(call.id)) is not None:
+            extra = done.details.get(call.id)
+            events.add(call, "call.escalated", {**base, **extra} if extra else base)
+    await events.write(session, now)
     outcome.attempt_ids = done.attempt_ids
     # Told once the calls point at their task, so the message names everyone silent there.
     for task in done.new_tasks:
@@ -214,12 +217,64 @@ async def apply_steps(
     return outcome
 
 
-def _event(now: datetime, kind: str, call: DueCall, detail: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "at": now,
-        "kind": kind,
-        "warning_id": call.warning_id,
-        "call_id": call.id,
-        "actor": "system",
-        "detail": detail,
-    }
+class _Moves:
+    """Where each call goes, grouped by destination: (state, step, next) where next is a
+    time, None, or a gap after the call's `next_step_at` (or now, if it has none)."""
+
+    def __init__(self) -> None:
+        self.groups: dict[tuple[str, int, datetime | timedelta | None], list[DueCall]] = {}
+
+    def add(
+        self, call: DueCall, state: str, step: int, next_at: datetime | timedelta | None
+    ) -> None:
+        self.groups.setdefault((state, step, next_at), []).append(call)
+
+    async def write(self, session: AsyncSession, now: datetime) -> None:
+        """One UPDATE a group on PostgreSQL; SQLite, which keeps times as text and cannot
+        add to them, is sent each call's own values."""
+        if session.get_bind().dialect.name != "postgresql":
+            rows = [
+                [call.id, state, step, _next_time(call, next_at, now)]
+                for (state, step, next_at), calls in self.groups.items()
+                for call in calls
+            ]
+            await update_rows(session, CALLS, CALL_COLUMNS, rows)
+            return
+        for (state, step, next_at), calls in self.groups.items():
+            value: Any = next_at
+            if isinstance(next_at, timedelta):
+                start = func.coalesce(Call.next_step_at, literal(now, Call.next_step_at.type))
+                value = start + literal(next_at, Interval())
+            await session.execute(
+                update(Call)
+                .where(id_in(session, Call.id, [call.id for call in calls]))
+                .values(state=state, escalation_step=step, next_step_at=value)
+                .execution_options(synchronize_session=False)
+            )
+
+
+def _next_time(call: DueCall, next_at: datetime | timedelta | None, now: datetime) -> Any:
+    if isinstance(next_at, timedelta):
+        return (call.next_step_at or now) + next_at
+    return next_at
+
+
+class _Events:
+    """The chunk's audit rows, as columns for one bulk insert."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[Any]] = {
+            "kind": [],
+            "warning_id": [],
+            "call_id": [],
+            "detail": [],
+        }
+
+    def add(self, call: DueCall, kind: str, detail: dict[str, Any]) -> None:
+        self.columns["kind"].append(kind)
+        self.columns["warning_id"].append(call.warning_id)
+        self.columns["call_id"].append(call.id)
+        self.columns["detail"].append(detail)
+
+    async def write(self, session: AsyncSession, now: datetime) -> None:
+        await insert_columns(session, AUDIT, self.columns, {"at": now, "actor": "system"})

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatcher.bulk import insert_rows, reserve_ids
+from dispatcher.bulk import id_in, insert_rows, reserve_ids
 from dispatcher.config import LadderStep, Policy
 from dispatcher.doorknock import OPEN_TASK_STATES, notify_assignee, open_silent_task
 from dispatcher.fanout import CONTACT_KIND, assign_codes, first_addresses
@@ -27,6 +27,7 @@ from dispatcher.models import (
     Attempt,
     Base,
     Call,
+    Contact,
     DoorKnockTask,
     Duty,
     LadderNotice,
@@ -164,17 +165,63 @@ async def _insert_sends(session: AsyncSession, rows: list[dict[str, Any]]) -> li
 async def _call_again(
     session: AsyncSession, items: list[tuple[DueCall, LadderStep, int]], now: datetime
 ) -> list[int]:
-    """Send again on the step's channels, to each person's first usable contacts."""
-    if not items:
-        return []
-    contacts = await first_addresses(session, sorted({call.responder_id for call, _, _ in items}))
-    rows = [
-        _send_row(call.id, call.warning_id, call.responder_id, channel, address, now, index + 2)
-        for call, step, index in items
-        for channel in step.channels
-        if (address := contacts.get(call.responder_id, {}).get(CONTACT_KIND[channel]))
-    ]
-    return await _insert_sends(session, rows)
+    """Send again on the step's channels, to each person's first usable contacts: one
+    `INSERT ... SELECT` per channel and try, however many calls."""
+    groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for call, step, index in items:
+        for channel in step.channels:
+            groups[(channel, index + 2)].append(call.id)
+    attempt_ids: list[int] = []
+    for (channel, try_number), call_ids in groups.items():
+        attempt_ids += await _send_again(session, call_ids, channel, try_number, now)
+    return attempt_ids
+
+
+async def _send_again(
+    session: AsyncSession, call_ids: list[int], channel: str, try_number: int, now: datetime
+) -> list[int]:
+    """Queue a send on `channel` for each of these calls whose person has a usable contact
+    for it (their first, by position), marked enqueued (see `apply_steps`)."""
+    address = (
+        select(Contact.value)
+        .where(
+            Contact.responder_id == Call.responder_id,
+            Contact.kind == CONTACT_KIND[channel],
+            Contact.bad.is_(False),
+        )
+        .order_by(Contact.position)
+        .limit(1)
+        .scalar_subquery()
+    )
+    calls = (
+        select(Call.id, Call.warning_id, Call.responder_id, address.label("address"))
+        .where(id_in(session, Call.id, call_ids))
+        .subquery()
+    )
+    at = literal(now, ATTEMPTS.c.due_at.type)
+    rows = (
+        select(
+            calls.c.warning_id,
+            calls.c.id,
+            calls.c.responder_id,
+            literal(AttemptPurpose.CALL.value),
+            literal(channel),
+            calls.c.address,
+            literal(AttemptStatus.QUEUED.value),
+            literal(try_number),
+            at,
+            at,
+            at,
+        )
+        .where(calls.c.address.is_not(None))
+        .order_by(calls.c.id)
+    )
+    columns = ["warning_id", "call_id", "responder_id", "purpose", "channel", "address"]
+    columns += ["status", "try_number", "due_at", "enqueued_at", "updated_at"]
+    inserted = await session.scalars(
+        insert(ATTEMPTS).from_select(columns, rows).returning(ATTEMPTS.c.id)
+    )
+    return sorted(inserted)
 
 
 async def _call_backups(

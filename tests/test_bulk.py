@@ -17,11 +17,11 @@ from arq.jobs import deserialize_job
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import StatementError
 
-from dispatcher.bulk import id_in, insert_rows, reserve_ids
+from dispatcher.bulk import id_in, insert_columns, insert_rows, reserve_ids
 from dispatcher.clock import ManualClock
 from dispatcher.codes import pick_code
 from dispatcher.db import Database
-from dispatcher.models import Attempt, InboxMessage, Responder
+from dispatcher.models import Attempt, AuditEvent, InboxMessage, Responder
 from dispatcher.queue import QUEUE_NAME, SEND_ATTEMPT, SEND_ATTEMPTS, Queue
 from dispatcher.runtime import Runtime
 from dispatcher.worker import run_until_idle
@@ -70,6 +70,32 @@ async def test_bulk_rows_ids_and_id_sets(database: Database) -> None:
             .where(id_in(session, InboxMessage.id, []))
         )
         assert none == 0
+
+
+async def test_bulk_columns_with_constants(database: Database) -> None:
+    at = (datetime(2026, 7, 1, 2, 0, tzinfo=UTC)).astimezone(timezone(timedelta(hours=8)))
+    shared = {"step": 1, "kind": "call_again"}
+    table = AuditEvent.__table__
+    async with database.transaction() as session:
+        await insert_columns(
+            session,
+            table,  # type: ignore[arg-type]
+            {
+                "kind": ["a", "b", "c"],
+                "warning_id": [None, None, None],
+                "detail": [shared, shared, {"until": "明早", "told": None}],
+            },
+            {"at": at, "actor": "system"},
+        )
+        await insert_columns(session, table, {"kind": []}, {"at": at})  # type: ignore[arg-type]
+    async with database.sessions() as session:
+        rows = (await session.scalars(select(AuditEvent).order_by(AuditEvent.kind))).all()
+    assert [(r.kind, r.actor, r.detail) for r in rows] == [
+        ("a", "system", shared),
+        ("b", "system", shared),
+        ("c", "system", {"until": "明早", "told": None}),
+    ]
+    assert all(r.at == at and r.at.utcoffset() == timedelta(0) for r in rows)
 
 
 async def test_bulk_insert_rolls_back_with_its_transaction(database: Database) -> None:

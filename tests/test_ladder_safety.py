@@ -113,9 +113,10 @@ async def test_worker_killed_mid_sweep_next_sweep_finishes_once(
         assert len(await _step_events(county, "notify_supervisor")) == len(silent)
         digests = await county.texts_to("t1", AttemptPurpose.NOTICE)
         assert len(digests) == 1  # one digest for everyone under t1
-        # at 20 min the worker dies handing over the third new task, in the second batch
-        # of three calls (the first opened two): the first batch is committed, the batch
-        # it died in is rolled back
+        # at 20 min the worker dies handing over the third new task, in the second chunk
+        # of three calls to open tasks (the first opened two): the first is committed (on
+        # PostgreSQL, so is a chunk another lane of the sweep held then), the chunk it
+        # died in is rolled back
         await _die_in_sweep(county, DyingRenderer("door_knock", nth=3), 5)
         done_first = await _step_events(county, "door_knock")
         assert 0 < len(done_first) < len(silent)

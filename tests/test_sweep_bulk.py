@@ -273,7 +273,9 @@ async def test_one_sweep_moves_every_due_call_its_own_step(
         [third] = await w.sweep_at(5)
         assert third.steps == 8 + 8 + 2 + 2
         steps = await w.steps()
-        assert steps["k1"] == steps["k2"] == ["call_backup", "notify_up", "call_again"]
+        for key in ("k1", "k2"):  # the last two, one per warning, in the same sweep
+            assert steps[key][0] == "call_backup"
+            assert sorted(steps[key][1:]) == ["call_again", "notify_up"]
         assert (await w.sweep_at(0)).pop().steps == 0
 
 
