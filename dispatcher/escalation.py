@@ -52,6 +52,7 @@ from dispatcher.vocabulary import (
     AttemptPurpose,
     AttemptStatus,
     BroadcastStatus,
+    CallState,
 )
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ LIVE_ATTEMPT_STATES = (
     AttemptStatus.SENT,
     AttemptStatus.DELIVERED,
 )
+DEAD_ATTEMPT_STATES = tuple(s for s in AttemptStatus if s not in LIVE_ATTEMPT_STATES)
 
 
 @dataclass
@@ -127,6 +129,12 @@ async def _jump_undeliverable(runtime: Runtime) -> int:
         Attempt.purpose == AttemptPurpose.CALL,
         Attempt.status.in_(LIVE_ATTEMPT_STATES),
     )
+    # Only a call never sent (a send makes it `calling`) or with a send that did not get
+    # through can be undeliverable: asked first, so the check for a live send is made
+    # for those few, not for every open call of a big warning (~0.4 s at 100,000).
+    failed = select(Attempt.call_id).where(
+        Attempt.purpose == AttemptPurpose.CALL, Attempt.status.in_(DEAD_ATTEMPT_STATES)
+    )
     size, jumped = chunk_size(runtime), 0
     while True:
         now = runtime.clock.now()
@@ -139,6 +147,7 @@ async def _jump_undeliverable(runtime: Runtime) -> int:
                         Call.state.in_(OPEN_CALL_STATES),
                         Warning.state == "active",
                         or_(*behind),
+                        or_(Call.state == CallState.PENDING, Call.id.in_(failed)),
                         ~live,
                     )
                     .order_by(Call.id)

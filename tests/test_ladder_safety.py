@@ -13,11 +13,12 @@ from sqlalchemy import func, select
 
 from dispatcher.clock import ManualClock
 from dispatcher.escalation import sweep
+from dispatcher.fanout import mark_contact_bad
 from dispatcher.messages import Renderer
 from dispatcher.models import AuditEvent, DoorKnockTask, LadderNotice
 from dispatcher.vocabulary import AttemptPurpose
 from tests.conftest import Backend
-from tests.scenario import County, county, county_with
+from tests.scenario import PHONE, County, county, county_with
 
 __all__ = ["county"]
 
@@ -173,6 +174,19 @@ async def test_undeliverable_calls_jump_to_door_knocking(
             assert await county.steps(call.id) == ["door_knock"]
         # nobody answered anywhere near: the supervisor is told there is nobody to send
         assert any("无法派单" in t for t in await county.texts_to("t1"))
+
+
+async def test_a_call_never_sent_jumps_to_door_knocking(county: County) -> None:
+    async with county.runtime.db.transaction() as session:
+        await mark_contact_bad(session, PHONE["a2"])  # 李四's only contact
+    warning = await county.warn("NO-PHONE", "red", codes=("441799100001",))
+    await county.work()
+    report = await county.at(1)
+    assert report.undeliverable == 1
+    calls = await county.calls(warning)
+    assert calls["a2"].state != "calling"  # no send was ever made
+    assert await county.steps(calls["a2"].id) == ["door_knock"]
+    assert [await county.steps(calls[key].id) for key in ("a1", "a3")] == [[], []]
 
 
 async def test_quiet_hours_defer_blue_never_red(
