@@ -154,7 +154,14 @@ async def compact_counters(session: AsyncSession, table: str, warning_id: int) -
         return
     # Only keys with more than one row are rewritten: with autovacuum off, rewriting
     # every row of a big warning each time would leave as many dead ones behind.
-    same_key = " AND ".join(f"c.{k} IS NOT DISTINCT FROM d.{k}" for k in keys)
+    # `=` on every key, a nullable one's NULL made '' on both sides (no real meaning or
+    # provider is empty): IS NOT DISTINCT FROM cannot be hashed, and joined a million
+    # rows to their keys one pair at a time (minutes at 100,000 calls).
+    columns_of = CallCount.metadata.tables[table].c
+    same_key = " AND ".join(
+        f"coalesce(c.{k}, '') = coalesce(d.{k}, '')" if columns_of[k].nullable else f"c.{k} = d.{k}"
+        for k in keys
+    )
     await session.execute(
         text(
             f"WITH d AS (SELECT {', '.join(keys)} FROM {table} WHERE warning_id = :w "
