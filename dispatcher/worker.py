@@ -118,8 +118,15 @@ async def sweep_job(ctx: dict[str, Any]) -> None:
 
 
 async def compact_counters_job(ctx: dict[str, Any]) -> int:
+    """Compact the counters of warnings that changed a lot, then refresh the planner's
+    statistics: thousands of calls just changed state (a burst of answers), and plans
+    made for the old shape (all pending) walk every call to list the answered."""
+    runtime: Runtime = ctx["runtime"]
     marks = ctx.setdefault("counter_marks", {})
-    return await compact_added(ctx["runtime"].db, marks)
+    done = await compact_added(runtime.db, marks)
+    if done:
+        await refresh_statistics(runtime.db)
+    return done
 
 
 def build_worker(runtime: Runtime, *, burst: bool = False, with_cron: bool = True) -> Worker:

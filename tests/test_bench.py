@@ -30,6 +30,7 @@ FIGURES = (
     "summary_ms",
     "summary_api_ms",
     "summary_page_ms",
+    "compact_ms",
     "arq_noop_jobs_per_s",
     "arq_enqueue_per_s",
     "insert_rows_per_s",
