@@ -76,12 +76,16 @@ async def answer_curve(
     return total, points
 
 
+# A page lists at most this many people a kind; its headings count everyone.
+LISTED_PEOPLE = 500
+
+
 async def people(
     session: AsyncSession,
     warning_id: int,
     access: Access,
     *conditions: Any,
-    limit: int = 500,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Calls of the warning in scope matching `conditions`, with the person, their phones
     (as this reader may see them), their answers and the call's last attempt; grouped by
@@ -96,7 +100,7 @@ async def people(
             # calls (ix_calls_warning_region), and stops at `limit`, where sorting
             # 100,000 answered calls by escalation step first took ~150 ms
             .order_by(Region.path, Call.escalation_step.desc(), Call.id)
-            .limit(limit)
+            .limit(limit or LISTED_PEOPLE)
         )
     ).all()
     responder_ids = [r.id for _, r, _ in rows]

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from openpyxl import load_workbook
 
+from dispatcher import figures
 from dispatcher.app import create_app
 from dispatcher.runtime import Runtime
 from tests.auth import PASSWORD, csrf_of, make_user, sign_in
@@ -306,3 +307,21 @@ async def test_guessing_passwords_locks_the_username(county: County) -> None:
 
         assert [await attempt(f"guess{n}") for n in range(10)] == [401] * 10
         assert await attempt(PASSWORD) == 429  # even the right one, for a while
+
+
+async def test_headings_count_everyone_when_the_lists_stop(
+    county: County,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The page lists at most `LISTED_PEOPLE` a kind; its headings still count everyone."""
+    monkeypatch.setattr(figures, "LISTED_PEOPLE", 3)
+    warning_id = await county.warn("LISTED-1")
+    await county.work()
+    page = (await county.client.get(f"/warnings/{warning_id}")).text
+    assert "尚未应答（11）" in page and "列出前 3 人，按区域排列。" in page
+    assert page.count('class="silent"') == 3
+    for who in ("a1", "a2", "a3", "b3", "b1"):
+        await county.text(who, "1")
+    page = (await county.client.get(f"/warnings/{warning_id}")).text
+    assert "尚未应答（6）" in page
+    assert "已应答 5 人（最新状态与记录，列出前 3 人）" in page

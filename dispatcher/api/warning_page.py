@@ -71,6 +71,8 @@ async def warning_page(
     summary = await warning_summary(session, warning, scope)
     calls = summary["calls"]
 
+    silent_total = calls["pending"] + calls["escalated"] + calls["unanswered"]
+
     async def listed(count: int, *conditions: Any) -> list[dict[str, Any]]:
         # no calls in the list's states (the counters say so): nobody to look for
         return await people(session, warning.id, scope, *conditions) if count else []
@@ -88,10 +90,9 @@ async def warning_page(
             "funnel": await funnel(session, warning.id, scope),
             "curve": answer_curve_svg(points, total),
             "help": await listed(calls["help"], Call.answer_meaning == Meaning.HELP),
-            "silent": await listed(
-                calls["pending"] + calls["escalated"] + calls["unanswered"],
-                Call.state.in_(SILENT_STATES),
-            ),
+            "silent": await listed(silent_total, Call.state.in_(SILENT_STATES)),
+            # the lists stop at 500 people: the headings count everyone
+            "silent_total": silent_total,
             "answered": await listed(
                 calls["answered"],
                 Call.state == CallState.ANSWERED,
