@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -128,45 +129,22 @@ async def claim_attempts(runtime: Runtime, attempt_ids: list[int]) -> list[Claim
         warnings: dict[int, Warning] = {}
         for attempt in attempts:
             call = calls.get(attempt.call_id) if attempt.call_id is not None else None
-            verdict = claim_verdict(
-                attempt.status,
-                attempt.due_at,
-                attempt.purpose,
-                call.state if call is not None else None,
-                call.answered_at if call is not None else None,
-                now,
-            )
+            verdict = claim_verdict(attempt, call, now)
             if verdict is None:
                 continue
             if verdict == AttemptStatus.SKIPPED:
                 skipped.append(attempt.id)
                 continue
-            claim = Claim(
-                attempt_id=attempt.id,
-                channel=attempt.channel,
-                address=attempt.address,
-                purpose=attempt.purpose,
-                try_number=attempt.try_number,
-                responder_id=attempt.responder_id,
-                call_id=attempt.call_id,
-                body=attempt.body,
-                reserved_provider=attempt.provider,
-                slot_at=attempt.slot_at,
-                skip=set(filter(None, (attempt.skip_providers or "").split(","))),
-            )
+            warning = None
             if call is not None and attempt.purpose == AttemptPurpose.CALL:
                 if call.warning_id not in warnings:
                     found = await session.get(Warning, call.warning_id)
                     assert found is not None
                     warnings[call.warning_id] = found
-                claim.warning = warnings[call.warning_id]
-                policy = runtime.settings.policy_for(claim.warning.level)
-                claim.minutes = int(policy.answer_within_min)
-                claim.code = call.code
-                claim.template = call_template(attempt.channel, call.previous_call_id)
+                warning = warnings[call.warning_id]
                 if call.state == CallState.PENDING:
                     pending_calls.append(call.id)
-            claims.append(claim)
+            claims.append(new_claim(runtime, attempt, call, warning))
         await _set_status(session, skipped, AttemptStatus.SKIPPED, now)
         await _set_status(session, [c.attempt_id for c in claims], AttemptStatus.SENDING, now)
         if pending_calls:
@@ -216,42 +194,22 @@ async def _set_status(
         )
 
 
-def claim_verdict(
-    status: str,
-    due_at: datetime,
-    purpose: str,
-    call_state: str | None,
-    call_answered_at: datetime | None,
-    now: datetime,
-) -> str | None:
-    """What a claim does with an attempt: None leaves it (not queued, or not yet due),
-    `skipped` for a call nobody needs to hear any more, `sending` to send it."""
-    if status != AttemptStatus.QUEUED or due_at > now + EARLY:
+def claim_verdict(attempt: Any, call: Any | None, now: datetime) -> str | None:
+    """What a claim does with an attempt (a row or an object with the attempt's columns;
+    its call likewise): None leaves it (not queued, or not yet due), `skipped` for a
+    call nobody needs to hear any more, `sending` to send it."""
+    if attempt.status != AttemptStatus.QUEUED or attempt.due_at > now + EARLY:
         return None
-    if purpose == AttemptPurpose.CALL and (
-        call_state is None or call_state not in ANSWERABLE_CALL_STATES or call_answered_at
+    if attempt.purpose == AttemptPurpose.CALL and (
+        call is None or call.state not in ANSWERABLE_CALL_STATES or call.answered_at
     ):
         return AttemptStatus.SKIPPED
     return AttemptStatus.SENDING
 
 
-async def _claim_loaded(
-    runtime: Runtime, session: AsyncSession, attempt: Attempt, call: Call | None, now: datetime
-) -> Claim | None:
-    """Mark a locked, queued, due attempt `sending` and say what its send needs."""
-    verdict = claim_verdict(
-        attempt.status,
-        attempt.due_at,
-        attempt.purpose,
-        call.state if call is not None else None,
-        call.answered_at if call is not None else None,
-        now,
-    )
-    if verdict is None:
-        return None
-    if verdict == AttemptStatus.SKIPPED:
-        attempt.status, attempt.updated_at = AttemptStatus.SKIPPED, now
-        return None
+def new_claim(runtime: Runtime, attempt: Any, call: Any | None, warning: Warning | None) -> Claim:
+    """What the send of a claimed attempt needs (attempt and call as in `claim_verdict`;
+    `warning` is the call's, given for a call's own send)."""
     claim = Claim(
         attempt_id=attempt.id,
         channel=attempt.channel,
@@ -265,17 +223,32 @@ async def _claim_loaded(
         slot_at=attempt.slot_at,
         skip=set(filter(None, (attempt.skip_providers or "").split(","))),
     )
-    if call is not None and attempt.purpose == AttemptPurpose.CALL:
-        claim.warning = await session.get(Warning, call.warning_id)
-        assert claim.warning is not None
-        policy = runtime.settings.policy_for(claim.warning.level)
-        claim.minutes = int(policy.answer_within_min)
+    if call is not None and warning is not None:
+        claim.warning = warning
+        claim.minutes = int(runtime.settings.policy_for(warning.level).answer_within_min)
         claim.code = call.code
         claim.template = call_template(attempt.channel, call.previous_call_id)
+    return claim
+
+
+async def _claim_loaded(
+    runtime: Runtime, session: AsyncSession, attempt: Attempt, call: Call | None, now: datetime
+) -> Claim | None:
+    """Mark a locked, queued, due attempt `sending` and say what its send needs."""
+    verdict = claim_verdict(attempt, call, now)
+    if verdict is None:
+        return None
+    if verdict == AttemptStatus.SKIPPED:
+        attempt.status, attempt.updated_at = AttemptStatus.SKIPPED, now
+        return None
+    warning = None
+    if call is not None and attempt.purpose == AttemptPurpose.CALL:
+        warning = await session.get(Warning, call.warning_id)
+        assert warning is not None
         if call.state == CallState.PENDING:
             call.state = CallState.CALLING
     attempt.status, attempt.updated_at = AttemptStatus.SENDING, now
-    return claim
+    return new_claim(runtime, attempt, call, warning)
 
 
 def build_message(runtime: Runtime, claim: Claim, provider: Provider) -> Message:
