@@ -20,12 +20,21 @@ from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import or_, select, text
+from sqlalchemy.orm import aliased
 
 from dispatcher.clock import ManualClock
 from dispatcher.config import Settings, settings_from_dict
 from dispatcher.db import Database
 from dispatcher.migrations import upgrade_sync
-from dispatcher.models import Attempt, Base, Call, Responder, Warning
+from dispatcher.models import (
+    Attempt,
+    Base,
+    Call,
+    DoorKnockTask,
+    Region,
+    Responder,
+    Warning,
+)
 from dispatcher.queue import RedisHandle, open_redis
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.vocabulary import AttemptPurpose
@@ -186,8 +195,36 @@ async def runtime(backend: Backend, clock: ManualClock) -> AsyncIterator[Runtime
     yield rt
     try:
         assert await attempts_disagreeing_with_their_call(rt.db) == []
+        assert await calls_naming_what_is_not_there(rt.db) == []
     finally:
         await rt.aclose()
+
+
+async def calls_naming_what_is_not_there(db: Database) -> list[int]:
+    """Calls have no foreign keys (migration 0013): whatever a test did, each call must
+    name an existing warning, responder and region, and any call or task it points to."""
+    backup, previous = aliased(Call), aliased(Call)
+    async with db.sessions() as session:
+        rows = await session.scalars(
+            select(Call.id)
+            .outerjoin(Warning, Warning.id == Call.warning_id)
+            .outerjoin(Responder, Responder.id == Call.responder_id)
+            .outerjoin(Region, Region.id == Call.region_id)
+            .outerjoin(backup, backup.id == Call.backup_for_call_id)
+            .outerjoin(previous, previous.id == Call.previous_call_id)
+            .outerjoin(DoorKnockTask, DoorKnockTask.id == Call.door_knock_task_id)
+            .where(
+                or_(
+                    Warning.id.is_(None),
+                    Responder.id.is_(None),
+                    Region.id.is_(None),
+                    Call.backup_for_call_id.is_not(None) & backup.id.is_(None),
+                    Call.previous_call_id.is_not(None) & previous.id.is_(None),
+                    Call.door_knock_task_id.is_not(None) & DoorKnockTask.id.is_(None),
+                )
+            )
+        )
+        return list(rows)
 
 
 async def attempts_disagreeing_with_their_call(db: Database) -> list[int]:

@@ -179,7 +179,9 @@ async def call_id(runtime: Runtime, external_id: str) -> int:
     async with runtime.db.sessions() as session:
         return int(
             await session.scalar(
-                select(Call.id).join(Responder).where(Responder.external_id == external_id)
+                select(Call.id)
+                .join(Responder, Responder.id == Call.responder_id)
+                .where(Responder.external_id == external_id)
             )
         )
 

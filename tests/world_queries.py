@@ -31,7 +31,9 @@ class WorldQueries:
         """The person's one call (these worlds post one warning)."""
         async with self.runtime.db.sessions() as session:
             call = await session.scalar(
-                select(Call).join(Responder).where(Responder.external_id == external_id)
+                select(Call)
+                .join(Responder, Responder.id == Call.responder_id)
+                .where(Responder.external_id == external_id)
             )
             assert call is not None
             return call
