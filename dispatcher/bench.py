@@ -56,7 +56,7 @@ from dispatcher.bench_worker import WorkerProcess
 from dispatcher.bench_world import build_directory, clear_bench_data, red_warning
 from dispatcher.config import RedisSettings, Settings, settings_from_dict
 from dispatcher.escalation import sweep
-from dispatcher.models import Answer, Attempt, Call
+from dispatcher.models import Answer, Attempt, Call, FanoutRange
 from dispatcher.queue import QUEUE_NAME
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.security import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_body
@@ -147,7 +147,8 @@ def _check_alive(workers: list[WorkerProcess]) -> None:
 
 
 async def _in_flight(runtime: Runtime, warning_id: int) -> tuple[int, int]:
-    """(attempts not yet handed to a provider, all attempts) of the warning."""
+    """(attempts not yet handed to a provider, all attempts) of the warning; a range of
+    calls whose first sends are not written yet counts as one waiting."""
     async with runtime.db.sessions() as session:
         waiting, total = (
             await session.execute(
@@ -156,7 +157,12 @@ async def _in_flight(runtime: Runtime, warning_id: int) -> tuple[int, int]:
                 )
             )
         ).one()
-    return int(waiting), int(total)
+        unwritten = await session.scalar(
+            select(func.count()).where(
+                FanoutRange.warning_id == warning_id, FanoutRange.written_at.is_(None)
+            )
+        )
+    return int(waiting) + int(unwritten or 0), int(total)
 
 
 async def _wait_sent(

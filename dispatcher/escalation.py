@@ -44,7 +44,7 @@ from dispatcher.ladder import (
     undeliverable_target,
 )
 from dispatcher.lifecycle import expire_due
-from dispatcher.models import Attempt, AuditEvent, Broadcast, Call, Warning
+from dispatcher.models import Attempt, AuditEvent, Broadcast, Call, FanoutRange, Warning
 from dispatcher.runtime import Runtime
 from dispatcher.vocabulary import (
     LEVELS,
@@ -135,6 +135,10 @@ async def _jump_undeliverable(runtime: Runtime) -> int:
     failed = select(Attempt.call_id).where(
         Attempt.purpose == AttemptPurpose.CALL, Attempt.status.in_(DEAD_ATTEMPT_STATES)
     )
+    # A big warning's calls whose first sends a worker has not written yet have no send.
+    unwritten = exists().where(
+        FanoutRange.warning_id == Warning.id, FanoutRange.written_at.is_(None)
+    )
     size, jumped = chunk_size(runtime), 0
     while True:
         now = runtime.clock.now()
@@ -148,6 +152,7 @@ async def _jump_undeliverable(runtime: Runtime) -> int:
                         Warning.state == "active",
                         or_(*behind),
                         or_(Call.state == CallState.PENDING, Call.id.in_(failed)),
+                        ~unwritten,
                         ~live,
                     )
                     .order_by(Call.id)

@@ -268,6 +268,12 @@ ATTEMPT_COLUMNS = (
 )
 
 
+def sends_due(warning: Warning, now: datetime, quiet: QuietHoursSettings | None) -> datetime:
+    """When a warning's first sends are due: now, or for a low-level warning at night the
+    morning, when configured (never red/orange)."""
+    return defer(quiet, warning.level, now) if quiet is not None else now
+
+
 async def create_calls(
     session: AsyncSession,
     *,
@@ -277,17 +283,18 @@ async def create_calls(
     policy: Policy,
     now: datetime,
     quiet: QuietHoursSettings | None = None,
+    with_sends: bool = True,
 ) -> FanoutResult:
     """Calls to `responders` ((responder id, region id), none of them called yet on this
-    warning) with their first attempts, and a broadcast per speaker.
+    warning) with their first attempts (unless not `with_sends`: a big warning's later
+    stages leave them to `first_attempts` in a worker), and a broadcast per speaker.
 
     A red warning may cover 100,000 people: call ids are reserved first, so each call's
     code is picked before its row is written; the calls go in as one bulk write
     (`dispatcher.bulk`) and their first attempts as one INSERT ... SELECT, never an ORM
     object or a round trip per row."""
     result = FanoutResult()
-    # A low-level warning at night waits for the morning when configured (never red/orange).
-    send_at = defer(quiet, warning.level, now) if quiet is not None else now
+    send_at = sends_due(warning, now, quiet)
     targeted = sorted(responders)
     responder_ids = [responder_id for responder_id, _ in targeted]
     taken = await _taken_codes(session, warning.id, responder_ids)
@@ -307,8 +314,8 @@ async def create_calls(
         for call_id, (responder_id, region_id) in zip(call_ids, targeted, strict=True)
     ]
     await insert_rows(session, Call.__table__, CALL_COLUMNS, calls)  # type: ignore[arg-type]
-    if call_ids:
-        result.attempt_ids = await _first_attempts(
+    if call_ids and with_sends:
+        result.attempt_ids = await first_attempts(
             session, warning.id, (call_ids[0], call_ids[-1]), policy.channels, send_at
         )
     result.call_ids = call_ids
@@ -324,19 +331,23 @@ async def create_calls(
     return result
 
 
-async def _first_attempts(
+async def first_attempts(
     session: AsyncSession,
     warning_id: int,
     call_range: tuple[int, int],
     channels: list[str],
     at: datetime,
+    *,
+    unsent_only: bool = False,
 ) -> list[int]:
     """The first attempt of each of the warning's calls with ids in `call_range` (the
     calls just written) on each channel for which the responder has a usable contact
     (its first by position), written by the database from the calls and contacts in one
     statement: 300,000 addresses never travel to Python and back. Ids ascend by channel
     in the policy's order, then by call, so that a send job's batch of consecutive ids
-    is mostly one channel: one provider request and one record transaction for it."""
+    is mostly one channel: one provider request and one record transaction for it.
+    With `unsent_only`, calls that already have a send are left out (a range another
+    writer's calls interleave with)."""
     if not channels:
         return []
     kinds = [
@@ -363,6 +374,19 @@ async def _first_attempts(
         )
         .exists()
     )
+    conditions = [
+        Call.warning_id == warning_id,
+        Call.id.between(*call_range),
+        Contact.bad.is_(False),
+        ~has_earlier,
+    ]
+    if unsent_only:
+        sent = aliased(Attempt)
+        conditions.append(
+            ~select(sent.id)
+            .where(sent.call_id == Call.id, sent.purpose == AttemptPurpose.CALL)
+            .exists()
+        )
     rows = (
         select(
             literal(warning_id),
@@ -379,12 +403,7 @@ async def _first_attempts(
         .select_from(Call)
         .join(Contact, Contact.responder_id == Call.responder_id)
         .join(wanted, wanted.c.kind == Contact.kind)
-        .where(
-            Call.warning_id == warning_id,
-            Call.id.between(*call_range),
-            Contact.bad.is_(False),
-            ~has_earlier,
-        )
+        .where(*conditions)
         .order_by(wanted.c.ord, Call.id)
     )
     ids = await session.scalars(

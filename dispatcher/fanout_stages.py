@@ -2,10 +2,13 @@
 
 Writing 100,000 calls and their 300,000 first attempts takes seconds; in one transaction
 no one could be sent anything until all of it committed. So the webhook's transaction
-stores the warning, its broadcasts and the first `FIRST_STAGE` calls, and each further
-`STAGE` calls commit in a transaction of their own, whose sends are enqueued at once.
-Every call is still written with its first attempts, as one unit, and the webhook
-answers 202 only once every call is written.
+stores the warning, its broadcasts and the first `FIRST_STAGE` calls with their first
+attempts, and each further `STAGE` calls commit in a transaction of their own, with a
+`FanoutRange` naming them; the webhook answers 202 once every call is written. The
+ranges' first attempts are written by workers (`write_first_sends`, one job per range,
+enqueued as its stage commits), beside the sends of the stages before: writing the
+attempts is the larger part, and the calls are what must be on record before the 202,
+for a call on record is a person the sweep will not forget.
 
 `Warning.fanned_out_at` stays empty until the last call is written, and
 `Warning.fanout_lease_until` says how long the writer may be trusted to go on. If the
@@ -14,7 +17,13 @@ unfinished once the lease has lapsed, targets it again from its stored message a
 writes the calls still missing. One person is never called twice on one warning: calls
 are unique per (warning, responder), and a writer whose stage collides with another's
 stops. Each stage locks the warning row, as a Cancel or an Update does, so a warning
-lifted mid-way gets no further calls.
+lifted mid-way gets no further calls; a range's job shares that lock, so a warning
+lifted before its job ran gets no sends from it.
+
+A range's job writes its sends exactly once: it locks the range and marks it written in
+the same transaction, and skips calls that already have a first send. A lost job is
+enqueued again by the sweep once `worker.requeue_after_s` has passed. Until a warning's
+ranges are written, the sweep does not take its calls without sends for undeliverable.
 """
 
 from __future__ import annotations
@@ -31,8 +40,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatcher.areas import areas_shape
 from dispatcher.cap import ParsedWarning, WarningRejected, parse_warning
 from dispatcher.config import SenderSettings
-from dispatcher.fanout import create_calls
-from dispatcher.models import Call, Warning
+from dispatcher.fanout import create_calls, first_attempts, sends_due
+from dispatcher.models import Call, FanoutRange, Warning
 from dispatcher.runtime import Runtime
 from dispatcher.senders import allowed_paths, check_areas
 from dispatcher.targeting import Target, resolve_target
@@ -84,16 +93,16 @@ def split_first_stage(
 async def write_stages(
     runtime: Runtime, warning_id: int, pending: Sequence[tuple[int, int]]
 ) -> StagesWritten:
-    """Call `pending` in stages of `STAGE`, each committed and enqueued on its own; the
-    last marks the warning fanned out. Stops early when the warning is no longer active
-    or another writer got there first."""
+    """Call `pending` in stages of `STAGE`, each committed on its own and its range's
+    first sends enqueued for a worker to write; the last marks the warning fanned out.
+    Stops early when the warning is no longer active or another writer got there first."""
     written = StagesWritten()
     ordered = sorted(pending)
     stages = [ordered[start : start + STAGE] for start in range(0, len(ordered), STAGE)] or [[]]
     for number, stage in enumerate(stages):
         last = number == len(stages) - 1
         try:
-            attempt_ids, go_on = await _write_stage(runtime, warning_id, stage, last)
+            range_id, go_on = await _write_stage(runtime, warning_id, stage, last)
         except IntegrityError:
             log.warning("warning %s: another writer is calling its responders", warning_id)
             written.notes.append("another writer took over the remaining calls")
@@ -102,19 +111,20 @@ async def write_stages(
             written.finished = True
             return written
         written.calls += len(stage)
-        try:
-            await runtime.queue.enqueue_attempts(attempt_ids)
-        except Exception:  # the sweep re-enqueues from the database
-            log.exception("enqueue failed for warning %s; the sweep will retry", warning_id)
+        if range_id is not None:
+            try:
+                await runtime.queue.enqueue_first_sends([range_id])
+            except Exception:  # the sweep re-enqueues from the database
+                log.exception("enqueue failed for warning %s; the sweep will retry", warning_id)
     written.finished = True
     return written
 
 
 async def _write_stage(
     runtime: Runtime, warning_id: int, stage: Sequence[tuple[int, int]], last: bool
-) -> tuple[list[int], bool]:
-    """One stage's calls and first attempts; (attempt ids, whether the warning still
-    takes calls)."""
+) -> tuple[int | None, bool]:
+    """One stage's calls, and the range of them whose first sends a worker writes;
+    (the range's id, whether the warning still takes calls)."""
     async with runtime.db.transaction() as session:
         now = runtime.clock.now()
         # NO KEY UPDATE: rows referencing the warning may still be inserted meanwhile.
@@ -122,10 +132,10 @@ async def _write_stage(
             select(Warning).where(Warning.id == warning_id).with_for_update(key_share=True)
         )
         if warning is None or warning.fanned_out_at is not None:
-            return [], False
+            return None, False
         if warning.state != WarningState.ACTIVE:
             warning.fanout_lease_until = None
-            return [], False
+            return None, False
         fanned = await create_calls(
             session,
             warning=warning,
@@ -133,19 +143,85 @@ async def _write_stage(
             speakers=[],
             policy=runtime.settings.policy_for(warning.level),
             now=now,
-            quiet=runtime.settings.quiet_hours,
+            with_sends=False,
         )
+        range_id = None
+        if fanned.call_ids:
+            fanout_range = FanoutRange(
+                warning_id=warning_id,
+                first_call_id=fanned.call_ids[0],
+                last_call_id=fanned.call_ids[-1],
+                due_at=sends_due(warning, now, runtime.settings.quiet_hours),
+                enqueued_at=now,
+            )
+            session.add(fanout_range)
+            await session.flush()
+            range_id = fanout_range.id
         if last:
             warning.fanned_out_at = now
             warning.fanout_lease_until = None
         else:
             warning.fanout_lease_until = now + LEASE
-        return fanned.attempt_ids, True
+        return range_id, True
+
+
+async def write_first_sends(runtime: Runtime, range_id: int) -> int:
+    """Write and enqueue the first sends of a range's calls (a worker's job); returns how
+    many. Nothing, if the range is already written or its warning no longer active."""
+    async with runtime.db.transaction() as session:
+        now = runtime.clock.now()
+        fanout_range = await session.scalar(
+            select(FanoutRange).where(FanoutRange.id == range_id).with_for_update()
+        )
+        if fanout_range is None or fanout_range.written_at is not None:
+            return 0
+        fanout_range.written_at = now
+        # Shared with the range's other jobs, exclusive of a Cancel's or an Update's lock.
+        warning = await session.scalar(
+            select(Warning).where(Warning.id == fanout_range.warning_id).with_for_update(read=True)
+        )
+        if warning is None or warning.state != WarningState.ACTIVE:
+            return 0
+        attempt_ids = await first_attempts(
+            session,
+            warning.id,
+            (fanout_range.first_call_id, fanout_range.last_call_id),
+            runtime.settings.policy_for(warning.level).channels,
+            fanout_range.due_at,
+            unsent_only=True,
+        )
+    try:
+        await runtime.queue.enqueue_attempts(attempt_ids)
+    except Exception:  # committed: the sweep enqueues queued sends
+        log.exception("enqueue of %d first sends failed; the sweep will retry", len(attempt_ids))
+    return len(attempt_ids)
+
+
+async def requeue_first_sends(runtime: Runtime) -> int:
+    """Enqueue again the jobs of ranges still unwritten `worker.requeue_after_s` after
+    they were last enqueued (a lost job; the same job id makes a queued one a no-op)."""
+    now = runtime.clock.now()
+    since = now - timedelta(seconds=runtime.settings.worker.requeue_after_s)
+    async with runtime.db.transaction() as session:
+        range_ids = list(
+            await session.scalars(
+                update(FanoutRange)
+                .where(FanoutRange.written_at.is_(None), FanoutRange.enqueued_at <= since)
+                .values(enqueued_at=now)
+                .returning(FanoutRange.id)
+            )
+        )
+    if range_ids:
+        log.warning("first sends of %d call ranges enqueued again", len(range_ids))
+        await runtime.queue.enqueue_first_sends(range_ids)
+    return len(range_ids)
 
 
 async def resume_fan_outs(runtime: Runtime) -> int:
-    """Finish the fan-out of every active warning whose writer's lease lapsed; returns
-    how many calls were written."""
+    """Finish the fan-out of every active warning whose writer's lease lapsed, and
+    enqueue again the lost jobs of call ranges still without sends; returns how many
+    calls were written."""
+    await requeue_first_sends(runtime)
     now = runtime.clock.now()
     unfinished = (
         Warning.fanned_out_at.is_(None),

@@ -218,6 +218,23 @@ class Call(Base):
     previous_call_id: Mapped[int | None]
 
 
+class FanoutRange(Base):
+    """Calls of a big warning, written in one stage, whose first sends a worker has still
+    to write (`dispatcher.fanout_stages`): until `written_at` is set, their calls have no
+    sends yet, and are not taken for undeliverable."""
+
+    __tablename__ = "fanout_ranges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    warning_id: Mapped[int] = mapped_column(ForeignKey("warnings.id"), index=True)
+    first_call_id: Mapped[int]
+    last_call_id: Mapped[int]
+    # when the sends are due (later than the calls in quiet hours)
+    due_at: Mapped[datetime]
+    enqueued_at: Mapped[datetime]
+    written_at: Mapped[datetime | None]
+
+
 class Attempt(Base):
     """One try of sending one message on one channel through one provider."""
 

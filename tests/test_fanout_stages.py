@@ -1,6 +1,8 @@
-"""A big warning's calls written in stages: all of them, each with its first attempts,
-and a fan-out cut short is finished by the sweep once its writer's lease lapses, never
-twice and never after a Cancel.
+"""A big warning's calls written in stages: all of them before the 202, the first stage
+with its first attempts and the others' written by workers, once each; a fan-out cut
+short is finished by the sweep once its writer's lease lapses, never twice and never
+after a Cancel; a lost job writing sends is enqueued again; calls whose sends are not
+written yet are not taken for undeliverable.
 
 The county has 11 responders; stages of 3 then 4 stand in for 1,000 then 10,000.
 """
@@ -15,8 +17,8 @@ import pytest
 from sqlalchemy import func, select
 
 from dispatcher import fanout_stages
-from dispatcher.fanout_stages import StagesWritten, resume_fan_outs
-from dispatcher.models import Attempt, Call, Warning
+from dispatcher.fanout_stages import StagesWritten, resume_fan_outs, write_first_sends
+from dispatcher.models import Attempt, Call, FanoutRange, Warning
 from dispatcher.vocabulary import AttemptStatus, CallState
 from tests.scenario import County, cap, county  # noqa: F401  (fixture)
 
@@ -57,10 +59,31 @@ async def _state(
         return warning, calls, firsts
 
 
+async def _firsts_by_channel(county: County, warning_id: int) -> Counter[tuple[int, str]]:  # noqa: F811
+    async with county.runtime.db.sessions() as session:
+        rows = await session.execute(
+            select(Attempt.call_id, Attempt.channel).where(
+                Attempt.warning_id == warning_id, Attempt.purpose == "call"
+            )
+        )
+        return Counter((call_id, channel) for call_id, channel in rows)
+
+
+async def _unwritten_ranges(county: County, warning_id: int) -> list[int]:  # noqa: F811
+    async with county.runtime.db.sessions() as session:
+        return list(
+            await session.scalars(
+                select(FanoutRange.id).where(
+                    FanoutRange.warning_id == warning_id, FanoutRange.written_at.is_(None)
+                )
+            )
+        )
+
+
 def _each_called_once_with_first_attempts(calls: list[Call], firsts: Counter[int]) -> None:
     assert len(calls) == RESPONDERS
     assert len({call.responder_id for call in calls}) == RESPONDERS
-    # every call has its first attempts, written with it (sms and voice at least)
+    # every call has its first attempts (sms and voice at least)
     assert all(firsts[call.id] >= 2 for call in calls), firsts
     assert len({(call.responder_id, call.code) for call in calls}) == RESPONDERS
 
@@ -69,11 +92,19 @@ async def test_a_big_warning_is_called_in_stages(county: County) -> None:  # noq
     posted = await county.post(cap("STAGED-1"))
     assert posted["calls"] == RESPONDERS and posted["notes"] == []
     warning, calls, firsts = await _state(county, int(posted["id"]))
-    _each_called_once_with_first_attempts(calls, firsts)
+    # every call is on record at the 202, the first stage with its sends; the two later
+    # stages' sends are a worker's job each
+    assert len(calls) == RESPONDERS
+    assert sorted(firsts[call.id] >= 2 for call in calls) == [False] * 8 + [True] * 3
+    assert len(await _unwritten_ranges(county, warning.id)) == 2
     assert warning.fanned_out_at == county.clock.now() and warning.fanout_lease_until is None
 
-    # every stage's sends were enqueued: the worker sends them all without a sweep
+    # every range's job was enqueued: the worker writes and sends them all without a sweep
     await county.work()
+    warning, calls, firsts = await _state(county, warning.id)
+    _each_called_once_with_first_attempts(calls, firsts)
+    assert await _unwritten_ranges(county, warning.id) == []
+    assert max((await _firsts_by_channel(county, warning.id)).values()) == 1
     async with county.runtime.db.sessions() as session:
         unsent = await session.scalar(
             select(func.count())
@@ -119,6 +150,7 @@ async def test_two_sweeps_finish_a_fan_out_once(
     county.clock.advance(minutes=3)
     written = await asyncio.gather(resume_fan_outs(county.runtime), resume_fan_outs(county.runtime))
     assert sorted(written) == [0, RESPONDERS - 3]
+    await county.work()
     _, calls, firsts = await _state(county, warning_id)
     _each_called_once_with_first_attempts(calls, firsts)
 
@@ -160,5 +192,62 @@ async def test_a_stage_stops_when_another_writer_called_first(
     written = await fanout_stages.write_stages(county.runtime, warning_id, pending)
     assert written.calls == 0 and not written.finished
     assert written.notes == ["another writer took over the remaining calls"]
+    await county.work()
     _, calls, firsts = await _state(county, warning_id)
     _each_called_once_with_first_attempts(calls, firsts)
+
+
+async def test_a_range_s_sends_are_written_once(county: County) -> None:  # noqa: F811
+    warning_id = int((await county.post(cap("STAGED-6")))["id"])
+    ranges = await _unwritten_ranges(county, warning_id)
+    written = await asyncio.gather(
+        *(write_first_sends(county.runtime, range_id) for range_id in ranges * 2)
+    )
+    assert sorted(written)[:2] == [0, 0] and all(n >= 8 for n in sorted(written)[2:])
+    assert await write_first_sends(county.runtime, ranges[0]) == 0
+    assert max((await _firsts_by_channel(county, warning_id)).values()) == 1
+    await county.work()
+    _, calls, firsts = await _state(county, warning_id)
+    _each_called_once_with_first_attempts(calls, firsts)
+
+
+async def test_a_lost_range_job_is_enqueued_again(county: County) -> None:  # noqa: F811
+    warning_id = int((await county.post(cap("STAGED-7")))["id"])
+    await county.runtime.queue.pool.flushdb()  # Redis lost every job
+    # within `requeue_after_s` (60 s) the job is trusted to be queued
+    await county.at(0.5)
+    assert len(await _unwritten_ranges(county, warning_id)) == 2
+    await county.at(1)
+    assert await _unwritten_ranges(county, warning_id) == []
+    _, calls, firsts = await _state(county, warning_id)
+    _each_called_once_with_first_attempts(calls, firsts)
+
+
+async def test_calls_awaiting_their_sends_are_not_undeliverable(
+    county: County,  # noqa: F811
+) -> None:
+    warning_id = int((await county.post(cap("STAGED-8")))["id"])
+    await county.runtime.queue.pool.flushdb()  # the range jobs are lost
+    report = await county.at(0.5, work=False)
+    assert report.undeliverable == 0
+    _, calls, _ = await _state(county, warning_id)
+    assert {call.escalation_step for call in calls} == {0}
+    await county.at(1)  # the jobs are enqueued again and write the sends
+    _, calls, firsts = await _state(county, warning_id)
+    _each_called_once_with_first_attempts(calls, firsts)
+    assert {call.escalation_step for call in calls} == {0}
+
+
+async def test_a_warning_cancelled_before_its_sends_are_written_gets_none(
+    county: County,  # noqa: F811
+) -> None:
+    warning_id = int((await county.post(cap("STAGED-9")))["id"])
+    await county.runtime.queue.pool.flushdb()  # the range jobs are lost
+    await county.cancel("STAGED-9")
+    await county.at(2)
+    assert await _unwritten_ranges(county, warning_id) == []
+    _, calls, firsts = await _state(county, warning_id)
+    assert {call.state for call in calls} == {CallState.CANCELLED}
+    # only the first stage, written with the warning, has sends
+    sent = sorted(call.id for call in calls if firsts[call.id])
+    assert sent == sorted(call.id for call in calls)[:3]
