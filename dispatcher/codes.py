@@ -17,7 +17,8 @@ ALL_CODES = [letter + digit for letter in LETTERS for digit in DIGITS]
 
 def pick_code(seed: int, taken: Iterable[str | None]) -> str:
     """A code not in `taken`, starting from a place chosen by `seed` (e.g. the row id)."""
-    used = {code for code in taken if code}
+    # a set is taken as it is: a big warning picks 100,000 codes, mostly against nothing
+    used = taken if isinstance(taken, set | frozenset) else {code for code in taken if code}
     for offset in range(len(ALL_CODES)):
         code = ALL_CODES[(seed * 7 + offset) % len(ALL_CODES)]
         if code not in used:

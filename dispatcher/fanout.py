@@ -31,6 +31,7 @@ from dispatcher.quiet_hours import defer
 from dispatcher.vocabulary import AttemptPurpose, AttemptStatus, BroadcastStatus, CallState
 
 CONTACT_KIND = {"sms": "phone", "voice": "phone", "wechat": "wecom"}
+NOTHING_TAKEN: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -309,7 +310,7 @@ async def create_calls(
             "duty",
             0,
             now,
-            pick_code(call_id, taken[responder_id]),
+            pick_code(call_id, taken.get(responder_id, NOTHING_TAKEN)),
         )
         for call_id, (responder_id, region_id) in zip(call_ids, targeted, strict=True)
     ]
