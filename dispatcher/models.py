@@ -184,7 +184,14 @@ class Call(Base):
     __tablename__ = "calls"
     __table_args__ = (
         UniqueConstraint("warning_id", "responder_id"),
-        Index("ix_calls_due", "next_step_at"),
+        # Only calls whose ladder has started: a big warning's calls are written without
+        # a next step, and need no entry until a provider accepts a send.
+        Index(
+            "ix_calls_due",
+            "next_step_at",
+            postgresql_where=text("next_step_at IS NOT NULL"),
+            sqlite_where=text("next_step_at IS NOT NULL"),
+        ),
         Index("ix_calls_warning_state", "warning_id", "state"),
         # the page's people lists walk a warning's calls region by region
         Index("ix_calls_warning_region", "warning_id", "region_id"),
