@@ -39,9 +39,10 @@ from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
 from channels.base import Message, Provider, SendError, SendResult
+from dispatcher.bulk import update_rows
 from dispatcher.circuit import OPEN
 from dispatcher.ladder import note_deliveries
-from dispatcher.models import Attempt
+from dispatcher.models import Attempt, table_of
 from dispatcher.queue import SEND_BATCH
 from dispatcher.routing import pick_provider, route_for
 from dispatcher.runtime import Runtime, callbacks_held
@@ -56,6 +57,16 @@ SEND_CONCURRENCY = 16
 DEFER_WINDOW = timedelta(milliseconds=200)
 
 Outcome = SendResult | SendError
+SENT_COLUMNS = (
+    "id",
+    "status",
+    "sent_at",
+    "provider",
+    "provider_message_id",
+    "body",
+    "slot_at",
+    "updated_at",
+)
 
 
 @dataclass
@@ -310,19 +321,22 @@ async def _record_all(runtime: Runtime, accepted: list[Accepted]) -> None:
         if claim.purpose == AttemptPurpose.CALL and claim.call_id is not None:
             delivered[claim.call_id] = min(sent.sent_at, delivered.get(claim.call_id, sent.sent_at))
     async with runtime.db.transaction() as session:
-        await session.execute(
-            update(Attempt),
+        # one statement for the group, not one per send
+        await update_rows(
+            session,
+            table_of(Attempt),
+            SENT_COLUMNS,
             [
-                {
-                    "id": sent.claim.attempt_id,
-                    "status": AttemptStatus.SENT,
-                    "sent_at": sent.sent_at,
-                    "provider": sent.provider,
-                    "provider_message_id": sent.provider_message_id,
-                    "body": sent.body,
-                    "slot_at": None,
-                    "updated_at": now,
-                }
+                (
+                    sent.claim.attempt_id,
+                    AttemptStatus.SENT,
+                    sent.sent_at,
+                    sent.provider,
+                    sent.provider_message_id,
+                    sent.body,
+                    None,
+                    now,
+                )
                 for sent in ordered
             ],
         )
