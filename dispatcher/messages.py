@@ -24,6 +24,9 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
+            # The templates ship with the code: no stat() of the file on every message
+            # (300,000 renders for a big warning).
+            auto_reload=False,
         )
 
     def render(self, name: str, **context: Any) -> str:
