@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatcher.audit import audit_row
+from dispatcher.bulk import insert_columns, update_rows
 from dispatcher.messages import Renderer
 from dispatcher.models import (
     Answer,
@@ -36,6 +38,17 @@ from dispatcher.vocabulary import (
     AttemptStatus,
     CallState,
     Meaning,
+)
+
+# What answering changes on a call, as `AnswerRows.write` writes it (the id first).
+CALL_ANSWER_COLUMNS = (
+    "id",
+    "state",
+    "answered_at",
+    "next_step_at",
+    "answer_meaning",
+    "status_at",
+    "evacuated",
 )
 
 
@@ -59,9 +72,10 @@ async def record_answer(
 ) -> bool:
     """Record one status change for one call; returns whether the call changed.
 
-    With `rows`, the answer and its audit event are added to them rather than to the
-    session, and a first answer's queued sends are left for `AnswerRows.write`: the
-    caller, answering many calls, writes them all in a few statements before it commits.
+    With `rows`, the answer, its audit event and the call's new values are added to them
+    rather than to the session, and a first answer's queued sends are left for
+    `AnswerRows.write`: the caller, answering many calls, writes them all in a few
+    statements before it commits.
     """
     answer = {
         "call_id": call.id,
@@ -89,21 +103,26 @@ async def record_answer(
     late = call.answered_at is None and (
         call.state == CallState.UNANSWERED or call.door_knock_task_id is not None
     )
-    if call.state in ANSWERABLE_CALL_STATES:
-        call.state = CallState.ANSWERED
-        call.answered_at = now
-        call.next_step_at = None
-        if rows is None:
+    first = call.state in ANSWERABLE_CALL_STATES
+    help_asked = meaning == Meaning.HELP and call.answer_meaning != Meaning.HELP
+    changes: dict[str, Any] = {"answer_meaning": meaning, "status_at": now}
+    if first:
+        changes.update(state=CallState.ANSWERED, answered_at=now, next_step_at=None)
+    if meaning == Meaning.EVACUATED:
+        changes["evacuated"] = people
+    if rows is None:
+        for name, value in changes.items():
+            setattr(call, name, value)
+        if first:
             await cancel_queued_sends(session, [call.id], now)
-        else:
+    else:
+        rows.change_call(call, changes)
+        if first:
             rows.first_answers.append(call.id)
-    if meaning == Meaning.HELP and call.answer_meaning != Meaning.HELP:
+    if help_asked:
         notice = await help_notice(session, call, now, renderer)
         if notice is not None:
             notify.append(notice)
-    call.answer_meaning, call.status_at = meaning, now
-    if meaning == Meaning.EVACUATED:
-        call.evacuated = people
     detail: dict[str, object] = {"meaning": meaning, "channel": channel}
     if people is not None:
         detail["people"] = people
@@ -131,19 +150,34 @@ class AnswerRows:
 
     answers: list[dict[str, Any]] = field(default_factory=list)
     audit: list[dict[str, Any]] = field(default_factory=list)
+    # Calls answered, by id: their new values are written by one statement, since the
+    # ORM would update them one by one, each statement firing the figures' triggers.
+    calls: dict[int, Call] = field(default_factory=dict)
     # Calls answered for the first time: their queued sends are cancelled.
     first_answers: list[int] = field(default_factory=list)
     # The calls' queued sends, when they were locked with the calls (`open_calls_of`):
     # those are cancelled by id, with no statement at all when there are none.
     queued: dict[int, list[int]] | None = None
 
+    def change_call(self, call: Call, changes: dict[str, Any]) -> None:
+        """Give `call` its new values, to be written by `write` (not by the ORM's flush)."""
+        for name, value in changes.items():
+            set_committed_value(call, name, value)
+        self.calls[call.id] = call
+
     async def write(self, session: AsyncSession, now: datetime) -> None:
-        # Core inserts of the tables: the ORM's bulk insert would split rows by which
-        # columns are None, and insert an audit trail of mixed events one row at a time.
-        if self.answers:
-            await session.execute(insert(table_of(Answer)), self.answers)
-        if self.audit:
-            await session.execute(insert(table_of(AuditEvent)), self.audit)
+        if self.calls:
+            await update_rows(
+                session,
+                table_of(Call),
+                CALL_ANSWER_COLUMNS,
+                [[getattr(c, name) for name in CALL_ANSWER_COLUMNS] for c in self.calls.values()],
+            )
+        # Each table by one statement: the ORM's bulk insert would split rows by which
+        # columns are None, and an executemany runs the figures' triggers once per row.
+        for table, rows in ((table_of(Answer), self.answers), (table_of(AuditEvent), self.audit)):
+            if rows:
+                await insert_columns(session, table, {k: [r[k] for r in rows] for k in rows[0]})
         if self.queued is None:
             await cancel_queued_sends(session, self.first_answers, now)
         elif ids := [a for c in self.first_answers for a in self.queued.pop(c, [])]:
@@ -152,7 +186,7 @@ class AnswerRows:
                 .where(Attempt.id.in_(ids), Attempt.status == AttemptStatus.QUEUED)
                 .values(status=AttemptStatus.CANCELLED, updated_at=now)
             )
-        self.answers, self.audit, self.first_answers = [], [], []
+        self.answers, self.audit, self.first_answers, self.calls = [], [], [], {}
 
 
 async def cancel_queued_sends(session: AsyncSession, call_ids: list[int], now: datetime) -> None:
