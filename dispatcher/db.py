@@ -3,16 +3,20 @@
 `Database` owns the async engine and the session factory. SQLite gets WAL, foreign keys,
 a busy timeout and `BEGIN IMMEDIATE` transactions, so a worker and the API writing at
 the same time wait for each other instead of failing with "database is locked".
+PostgreSQL connections are checked before use when they sat idle in the pool (a server
+restart or an idle timeout may have closed them), not on every checkout: asyncpg's check
+is three round trips, as many as a small transaction's own statements.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, event
+from sqlalchemy import DateTime, event, exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -65,12 +69,44 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(url: str) -> AsyncEngine:
+# A pooled connection idle for this long is checked before it is handed out.
+PING_AFTER_IDLE_S = 1.0
+_RETURNED_AT = "jiaoying_returned_at"
+
+
+def _ping_idle_connections(engine: AsyncEngine, after_idle_s: float) -> None:
+    """`pool_pre_ping`, for connections that sat in the pool `after_idle_s` or longer:
+    one taken again at once (a burst of requests, a worker's next job) is not checked."""
+    pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(pool, "connect")
+    def _on_connect(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get(_RETURNED_AT, 0.0) < after_idle_s:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # As a failed pre-ping: the pool drops its older connections and takes a new one.
+            raise exc.InvalidatePoolError(f"pooled connection is gone: {error}") from error
+
+
+def create_engine(url: str, *, ping_after_idle_s: float = PING_AFTER_IDLE_S) -> AsyncEngine:
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_size=10, max_overflow=10)
+    _ping_idle_connections(engine, ping_after_idle_s)
+    return engine
 
 
 class Database:
