@@ -9,6 +9,11 @@ source-IP allowlist (`callback_allow_ips`; behind a proxy, run the server so the
 client address is the real one, e.g. uvicorn's `--proxy-headers`).
 A receipt for a message whose send is not committed yet gets a 503, so the provider
 posts it again (Twilio with the `#rc=` retry the callback URL asks for).
+
+Inbound SMS replies come in bursts (everyone answering a red warning at once), and
+FastAPI's work around a request (the middleware stack, matching every route, solving
+dependencies) cost more CPU than recording the reply: `sms_inbound_asgi` takes a POST to
+`SMS_INBOUND_PATH` straight to the same handler (`dispatcher.app` routes it there).
 """
 
 from __future__ import annotations
@@ -19,12 +24,16 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 from channels.base import CallbackRejected, CallbackRequest
 from dispatcher.api.deps import RuntimeDep
 from dispatcher.inbound import UnmatchedCallback, process_callback
+from dispatcher.runtime import Runtime
 
 router = APIRouter(prefix="/hooks", tags=["hooks"])
+SMS_INBOUND_PATH = "/hooks/sms/inbound"
 # Longer than any phone number or sender name (and than the inbox keeps).
 MAX_SENDER = 32
 # As many form fields as Starlette's form parser allows.
@@ -118,6 +127,23 @@ async def _handle(
 @router.post("/sms/inbound")
 async def sms_inbound(request: Request, runtime: RuntimeDep) -> Response:
     """Inbound SMS replies (form fields `From`, `Body`, as Twilio posts them)."""
+    return await _sms_inbound(request, runtime)
+
+
+async def sms_inbound_asgi(scope: Scope, receive: Receive, send: Send) -> None:
+    """`sms_inbound` as a plain ASGI app (`scope["app"]` is the app); an `HTTPException`
+    (a malformed multipart body) answers as the app's handler would, JSON with `detail`."""
+    request = Request(scope, receive)
+    try:
+        response = await _sms_inbound(request, scope["app"].state.runtime)
+    except HTTPException as exc:
+        response = JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+    await response(scope, receive, send)
+
+
+async def _sms_inbound(request: Request, runtime: Runtime) -> Response:
     provider = runtime.providers.inbound_sms()
     if provider is None:
         return JSONResponse({"detail": "no SMS provider receives replies"}, status_code=404)
