@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatcher.audit import audit_row
-from dispatcher.bulk import insert_columns, update_rows
+from dispatcher.bulk import id_in, insert_columns, update_rows
 from dispatcher.messages import Renderer
 from dispatcher.models import (
     Answer,
@@ -245,7 +245,9 @@ async def open_calls_of(session: AsyncSession, responder_ids: list[int]) -> Open
     if not responder_ids:
         return OpenCalls([], {})
     open_call = (
-        Call.responder_id.in_(responder_ids),
+        # One statement text whatever the number of people (a list of parameters would be
+        # a statement of its own, prepared again, for each batch size).
+        id_in(session, Call.responder_id, responder_ids),
         Warning.state == "active",
         Call.state.in_([*ANSWERABLE_CALL_STATES, CallState.ANSWERED]),
     )

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from channels.base import InboundText
 from dispatcher.answers import AnswerRows, open_calls_of, record_answer
 from dispatcher.audit import audit_row
+from dispatcher.bulk import id_in
 from dispatcher.fanout import attempt_row
 from dispatcher.models import Attempt, Call, Contact, InboxMessage, Region, table_of
 from dispatcher.phones import try_normalize_phone
@@ -114,7 +115,7 @@ async def responders_by_phone(session: AsyncSession, phones: Sequence[str]) -> d
         return found
     rows = await session.execute(
         select(Contact.value, Contact.responder_id)
-        .where(Contact.kind == "phone", Contact.value.in_(set(phones)))
+        .where(Contact.kind == "phone", id_in(session, Contact.value, sorted(set(phones))))
         .order_by(Contact.id)
     )
     for phone, responder_id in rows:
