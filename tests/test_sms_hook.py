@@ -38,6 +38,23 @@ async def test_bad_replies_get_a_clear_4xx(county: County) -> None:
         headers={"Content-Type": "multipart/form-data; boundary=xyz"},
     )
     assert 400 <= broken.status_code < 500 and broken.json()["detail"]
+    limit = county.runtime.settings.server.max_body_bytes
+    huge = await client.post(
+        PATH,
+        content=b"From=1&Body=" + b"1" * limit,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert huge.status_code == 413 and "body too large" in huge.json()["detail"]
+
+
+async def test_a_provider_callback_over_the_size_limit_is_refused(county: County) -> None:
+    limit = county.runtime.settings.server.max_body_bytes
+    response = await county.client.post(
+        "/hooks/sms/simulated",
+        content=b"MessageSid=x&Body=" + b"1" * limit,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 413 and "body too large" in response.json()["detail"]
 
 
 async def test_other_methods_take_the_usual_way(county: County) -> None:

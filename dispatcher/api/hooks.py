@@ -46,8 +46,12 @@ def public_url(request: Request, base_url: str) -> str:
     return f"{url}?{request.url.query}" if request.url.query else url
 
 
-async def _request(request: Request, base_url: str) -> CallbackRequest:
+async def _request(request: Request, runtime: Runtime) -> CallbackRequest:
     body = await request.body()
+    limit = runtime.settings.server.max_body_bytes
+    if len(body) > limit:
+        raise CallbackRejected(f"body too large: {len(body)} bytes, the limit is {limit}", 413)
+    base_url = runtime.settings.app.public_base_url
     form: dict[str, str] = {}
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/x-www-form-urlencoded"):
@@ -113,7 +117,7 @@ async def _handle(
     if refusal := _refusal(request, runtime, provider, path_token):
         return refusal
     try:
-        callback = callback or await _request(request, runtime.settings.app.public_base_url)
+        callback = callback or await _request(request, runtime)
         answer = await process_callback(runtime, channel, provider, callback, raise_unmatched=True)
     except CallbackRejected as exc:
         return JSONResponse({"detail": exc.reason}, status_code=exc.status)
@@ -148,7 +152,7 @@ async def _sms_inbound(request: Request, runtime: Runtime) -> Response:
     if provider is None:
         return JSONResponse({"detail": "no SMS provider receives replies"}, status_code=404)
     try:
-        callback = await _request(request, runtime.settings.app.public_base_url)
+        callback = await _request(request, runtime)
     except CallbackRejected as exc:
         return JSONResponse({"detail": exc.reason}, status_code=exc.status)
     sender = callback.form.get("From")
