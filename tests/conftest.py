@@ -28,6 +28,7 @@ from dispatcher.db import Database
 from dispatcher.migrations import upgrade_sync
 from dispatcher.models import (
     Attempt,
+    AuditEvent,
     Base,
     Call,
     DoorKnockTask,
@@ -196,6 +197,7 @@ async def runtime(backend: Backend, clock: ManualClock) -> AsyncIterator[Runtime
     try:
         assert await attempts_disagreeing_with_their_call(rt.db) == []
         assert await calls_naming_what_is_not_there(rt.db) == []
+        assert await audit_rows_naming_nothing(rt.db) == []
     finally:
         await rt.aclose()
 
@@ -245,6 +247,25 @@ async def attempts_disagreeing_with_their_call(db: Database) -> list[int]:
                     & (Call.responder_id != Attempt.responder_id),
                     (Attempt.warning_id.is_not(None) & Warning.id.is_(None)),
                     (Attempt.responder_id.is_not(None) & Responder.id.is_(None)),
+                )
+            )
+        )
+        return list(rows)
+
+
+async def audit_rows_naming_nothing(db: Database) -> list[int]:
+    """Audit rows have no foreign keys (migration 0017): whatever a test did, each must
+    still name an existing call and warning, and a call of the warning it names."""
+    async with db.sessions() as session:
+        rows = await session.scalars(
+            select(AuditEvent.id)
+            .outerjoin(Call, Call.id == AuditEvent.call_id)
+            .outerjoin(Warning, Warning.id == AuditEvent.warning_id)
+            .where(
+                or_(
+                    (AuditEvent.call_id.is_not(None) & Call.id.is_(None)),
+                    (AuditEvent.warning_id.is_not(None) & Warning.id.is_(None)),
+                    AuditEvent.warning_id != Call.warning_id,
                 )
             )
         )
