@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, literal, select, update
+from sqlalchemy import insert, literal, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -166,56 +166,83 @@ async def _call_again(
     session: AsyncSession, items: list[tuple[DueCall, LadderStep, int]], now: datetime
 ) -> list[int]:
     """Send again on the step's channels, to each person's first usable contacts: one
-    `INSERT ... SELECT` per channel and try, however many calls."""
-    groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+    `INSERT ... SELECT` per set of channels and try, however many calls."""
+    groups: dict[tuple[tuple[str, ...], int], list[int]] = defaultdict(list)
     for call, step, index in items:
-        for channel in step.channels:
-            groups[(channel, index + 2)].append(call.id)
+        # each channel once, should the step list one twice
+        groups[(tuple(dict.fromkeys(step.channels)), index + 2)].append(call.id)
     attempt_ids: list[int] = []
-    for (channel, try_number), call_ids in groups.items():
-        attempt_ids += await _send_again(session, call_ids, channel, try_number, now)
+    for (channels, try_number), call_ids in groups.items():
+        attempt_ids += await _send_again(session, call_ids, channels, try_number, now)
     return attempt_ids
 
 
 async def _send_again(
-    session: AsyncSession, call_ids: list[int], channel: str, try_number: int, now: datetime
+    session: AsyncSession,
+    call_ids: list[int],
+    channels: tuple[str, ...],
+    try_number: int,
+    now: datetime,
 ) -> list[int]:
-    """Queue a send on `channel` for each of these calls whose person has a usable contact
-    for it (their first, by position), marked enqueued (see `apply_steps`)."""
-    address = (
-        select(Contact.value)
-        .where(
-            Contact.responder_id == Call.responder_id,
-            Contact.kind == CONTACT_KIND[channel],
-            Contact.bad.is_(False),
-        )
-        .order_by(Contact.position)
-        .limit(1)
-        .scalar_subquery()
-    )
-    calls = (
-        select(Call.id, Call.warning_id, Call.responder_id, address.label("address"))
-        .where(id_in(session, Call.id, call_ids))
-        .subquery()
-    )
-    at = literal(now, ATTEMPTS.c.due_at.type)
-    rows = (
+    """Queue a send on each of `channels` for each of these calls whose person has a
+    usable contact for it (their first, by position), marked enqueued (see
+    `apply_steps`), numbered channel by channel as a fan-out numbers first sends.
+
+    Each person's first contact of each kind is looked up once, however many of the
+    channels use it (voice and SMS both go to the first phone): the calls and their
+    contacts are read into a CTE that PostgreSQL materializes, since a subquery in the
+    select list that is also filtered on would be looked up twice a row."""
+    kinds = sorted({CONTACT_KIND[channel] for channel in channels})
+    firsts = (
         select(
-            calls.c.warning_id,
-            calls.c.id,
-            calls.c.responder_id,
-            literal(AttemptPurpose.CALL.value),
-            literal(channel),
-            calls.c.address,
-            literal(AttemptStatus.QUEUED.value),
-            literal(try_number),
-            at,
-            at,
-            at,
+            Call.id,
+            Call.warning_id,
+            Call.responder_id,
+            *(
+                select(Contact.value)
+                .where(
+                    Contact.responder_id == Call.responder_id,
+                    Contact.kind == kind,
+                    Contact.bad.is_(False),
+                )
+                .order_by(Contact.position)
+                .limit(1)
+                .scalar_subquery()
+                .label(f"first_{kind}")
+                for kind in kinds
+            ),
         )
-        .where(calls.c.address.is_not(None))
-        .order_by(calls.c.id)
+        .where(id_in(session, Call.id, call_ids))
+        .cte("firsts")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
+    sends = union_all(
+        *(
+            select(
+                literal(number).label("number"),
+                literal(channel).label("channel"),
+                firsts.c.id,
+                firsts.c.warning_id,
+                firsts.c.responder_id,
+                firsts.c[f"first_{CONTACT_KIND[channel]}"].label("address"),
+            ).where(firsts.c[f"first_{CONTACT_KIND[channel]}"].is_not(None))
+            for number, channel in enumerate(channels)
+        )
+    ).subquery("sends")
+    at = literal(now, ATTEMPTS.c.due_at.type)
+    rows = select(
+        sends.c.warning_id,
+        sends.c.id,
+        sends.c.responder_id,
+        literal(AttemptPurpose.CALL.value),
+        sends.c.channel,
+        sends.c.address,
+        literal(AttemptStatus.QUEUED.value),
+        literal(try_number),
+        at,
+        at,
+        at,
+    ).order_by(sends.c.number, sends.c.id)
     columns = ["warning_id", "call_id", "responder_id", "purpose", "channel", "address"]
     columns += ["status", "try_number", "due_at", "enqueued_at", "updated_at"]
     inserted = await session.scalars(
