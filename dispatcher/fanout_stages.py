@@ -192,9 +192,23 @@ async def write_first_sends(runtime: Runtime, range_id: int) -> int:
         )
     try:
         await runtime.queue.enqueue_attempts(attempt_ids)
+        if await _all_written(runtime, fanout_range.warning_id):
+            # The ANALYZE after the webhook saw none of these sends: the planner would
+            # take a big warning's attempts for a handful (`dispatcher.statistics`).
+            await runtime.queue.enqueue_statistics()
     except Exception:  # committed: the sweep enqueues queued sends
         log.exception("enqueue of %d first sends failed; the sweep will retry", len(attempt_ids))
     return len(attempt_ids)
+
+
+async def _all_written(runtime: Runtime, warning_id: int) -> bool:
+    async with runtime.db.sessions() as session:
+        unwritten = await session.scalar(
+            select(FanoutRange.id)
+            .where(FanoutRange.warning_id == warning_id, FanoutRange.written_at.is_(None))
+            .limit(1)
+        )
+    return unwritten is None
 
 
 async def requeue_first_sends(runtime: Runtime) -> int:

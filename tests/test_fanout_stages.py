@@ -14,11 +14,13 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from arq.constants import job_key_prefix
 from sqlalchemy import func, select
 
 from dispatcher import fanout_stages
 from dispatcher.fanout_stages import StagesWritten, resume_fan_outs, write_first_sends
 from dispatcher.models import Attempt, Call, FanoutRange, Warning
+from dispatcher.queue import REFRESH_STATISTICS
 from dispatcher.vocabulary import AttemptStatus, CallState
 from tests.scenario import County, cap, county  # noqa: F401  (fixture)
 
@@ -209,6 +211,19 @@ async def test_a_range_s_sends_are_written_once(county: County) -> None:  # noqa
     await county.work()
     _, calls, firsts = await _state(county, warning_id)
     _each_called_once_with_first_attempts(calls, firsts)
+
+
+async def test_statistics_are_refreshed_once_every_range_is_written(
+    county: County,  # noqa: F811
+) -> None:
+    warning_id = int((await county.post(cap("STAGED-10")))["id"])
+    await county.runtime.queue.pool.flushdb()
+    statistics_job = job_key_prefix + REFRESH_STATISTICS
+    first, last = await _unwritten_ranges(county, warning_id)
+    await write_first_sends(county.runtime, first)
+    assert not await county.runtime.queue.pool.exists(statistics_job)
+    await write_first_sends(county.runtime, last)
+    assert await county.runtime.queue.pool.exists(statistics_job)
 
 
 async def test_a_lost_range_job_is_enqueued_again(county: County) -> None:  # noqa: F811
