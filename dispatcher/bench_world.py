@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatcher.db import Database, is_sqlite
 from dispatcher.models import Base, Contact, Duty, Region, Responder
+from dispatcher.statistics import DIRECTORY_TABLES, refresh_statistics
 
 ROOT_CODE = "bench"
 GRID_SIZE = 20
@@ -147,6 +148,7 @@ async def build_directory(db: Database, responders: int, progress: Any = None) -
                         f"(SELECT max(id) FROM {table}))"
                     )
                 )
+    await refresh_statistics(db, DIRECTORY_TABLES)  # as a directory import does
     return len(regions)
 
 

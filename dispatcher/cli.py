@@ -21,6 +21,7 @@ from dispatcher.directory import DirectoryImportError, import_directory
 from dispatcher.listeners import run_listeners
 from dispatcher.migrations import upgrade
 from dispatcher.runtime import Runtime, open_runtime
+from dispatcher.statistics import DIRECTORY_TABLES, refresh_statistics
 from dispatcher.users import UserRefused, add_user, count_users
 from dispatcher.worker import build_worker
 
@@ -146,6 +147,7 @@ async def _import(settings: Settings, directory: Path) -> int:
         await upgrade(db.engine)
         async with db.transaction() as session:
             report = await import_directory(session, directory)
+        await refresh_statistics(db, DIRECTORY_TABLES)
     except DirectoryImportError as error:
         print(f"import refused, nothing was imported:\n{error}", file=sys.stderr)
         return 1
