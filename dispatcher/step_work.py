@@ -1,9 +1,10 @@
 """What each ladder step does, for a whole chunk of due calls at once.
 
 `Steps` sorts a chunk's calls by the step they take; `Steps.run` then does each kind's
-work with a few queries however many calls take it: the call-again sends, the backups'
-calls and sends, the ladder notices for supervisors and the next level up, and the
-regions' door-knock tasks (one per warning and region, opened once for all its calls).
+work with a few queries however many calls take it: the call-again sends
+(`dispatcher.call_again`), the backups' calls and sends, the ladder notices for
+supervisors and the next level up, and the regions' door-knock tasks (one per warning
+and region, opened once for all its calls).
 It reports what each call's audit row records, the sends to enqueue, and the new tasks
 whose assignees are to be told (`hand_over`) once the calls point at them.
 """
@@ -15,11 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, literal, select, union_all, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatcher.bulk import id_in, insert_rows, reserve_ids
+from dispatcher.bulk import insert_rows, reserve_ids
+from dispatcher.call_again import call_again
 from dispatcher.config import LadderStep, Policy
 from dispatcher.doorknock import OPEN_TASK_STATES, notify_assignee, open_silent_task
 from dispatcher.fanout import CONTACT_KIND, assign_codes, first_addresses
@@ -27,7 +29,6 @@ from dispatcher.models import (
     Attempt,
     Base,
     Call,
-    Contact,
     DoorKnockTask,
     Duty,
     LadderNotice,
@@ -80,7 +81,7 @@ class Steps:
         done = Done()
         people = [call.responder_id for call, _ in self.backup]
         links = await _links(session, people + [call.responder_id for call in self.supervisor])
-        done.attempt_ids += await _call_again(session, self.again, now)
+        done.attempt_ids += await call_again(session, self.again, now)
         done.attempt_ids += await _call_backups(session, self.backup, links, now, done)
         notices: list[tuple[int, str, int]] = []
         for call in self.supervisor:
@@ -160,95 +161,6 @@ async def _insert_sends(session: AsyncSession, rows: list[dict[str, Any]]) -> li
         [[id_, *row.values()] for id_, row in zip(ids, rows, strict=True)],
     )
     return ids
-
-
-async def _call_again(
-    session: AsyncSession, items: list[tuple[DueCall, LadderStep, int]], now: datetime
-) -> list[int]:
-    """Send again on the step's channels, to each person's first usable contacts: one
-    `INSERT ... SELECT` per set of channels and try, however many calls."""
-    groups: dict[tuple[tuple[str, ...], int], list[int]] = defaultdict(list)
-    for call, step, index in items:
-        # each channel once, should the step list one twice
-        groups[(tuple(dict.fromkeys(step.channels)), index + 2)].append(call.id)
-    attempt_ids: list[int] = []
-    for (channels, try_number), call_ids in groups.items():
-        attempt_ids += await _send_again(session, call_ids, channels, try_number, now)
-    return attempt_ids
-
-
-async def _send_again(
-    session: AsyncSession,
-    call_ids: list[int],
-    channels: tuple[str, ...],
-    try_number: int,
-    now: datetime,
-) -> list[int]:
-    """Queue a send on each of `channels` for each of these calls whose person has a
-    usable contact for it (their first, by position), marked enqueued (see
-    `apply_steps`), numbered channel by channel as a fan-out numbers first sends.
-
-    Each person's first contact of each kind is looked up once, however many of the
-    channels use it (voice and SMS both go to the first phone): the calls and their
-    contacts are read into a CTE that PostgreSQL materializes, since a subquery in the
-    select list that is also filtered on would be looked up twice a row."""
-    kinds = sorted({CONTACT_KIND[channel] for channel in channels})
-    firsts = (
-        select(
-            Call.id,
-            Call.warning_id,
-            Call.responder_id,
-            *(
-                select(Contact.value)
-                .where(
-                    Contact.responder_id == Call.responder_id,
-                    Contact.kind == kind,
-                    Contact.bad.is_(False),
-                )
-                .order_by(Contact.position)
-                .limit(1)
-                .scalar_subquery()
-                .label(f"first_{kind}")
-                for kind in kinds
-            ),
-        )
-        .where(id_in(session, Call.id, call_ids))
-        .cte("firsts")
-        .prefix_with("MATERIALIZED", dialect="postgresql")
-    )
-    sends = union_all(
-        *(
-            select(
-                literal(number).label("number"),
-                literal(channel).label("channel"),
-                firsts.c.id,
-                firsts.c.warning_id,
-                firsts.c.responder_id,
-                firsts.c[f"first_{CONTACT_KIND[channel]}"].label("address"),
-            ).where(firsts.c[f"first_{CONTACT_KIND[channel]}"].is_not(None))
-            for number, channel in enumerate(channels)
-        )
-    ).subquery("sends")
-    at = literal(now, ATTEMPTS.c.due_at.type)
-    rows = select(
-        sends.c.warning_id,
-        sends.c.id,
-        sends.c.responder_id,
-        literal(AttemptPurpose.CALL.value),
-        sends.c.channel,
-        sends.c.address,
-        literal(AttemptStatus.QUEUED.value),
-        literal(try_number),
-        at,
-        at,
-        at,
-    ).order_by(sends.c.number, sends.c.id)
-    columns = ["warning_id", "call_id", "responder_id", "purpose", "channel", "address"]
-    columns += ["status", "try_number", "due_at", "enqueued_at", "updated_at"]
-    inserted = await session.scalars(
-        insert(ATTEMPTS).from_select(columns, rows).returning(ATTEMPTS.c.id)
-    )
-    return sorted(inserted)
 
 
 async def _call_backups(
