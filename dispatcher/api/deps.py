@@ -1,4 +1,4 @@
-"""Shared route dependencies: the runtime and its database session."""
+"""Shared route dependencies: the runtime and its database session; the body size rule."""
 
 from __future__ import annotations
 
@@ -24,3 +24,12 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def body_too_large(runtime: Runtime, body: bytes) -> str | None:
+    """Why a posted body is refused for its size (`[server] max_body_bytes`), if it is:
+    the webhook and the providers' callbacks share the rule."""
+    limit = runtime.settings.server.max_body_bytes
+    if len(body) <= limit:
+        return None
+    return f"body too large: {len(body)} bytes, the limit is {limit}"

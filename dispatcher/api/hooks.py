@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
 from channels.base import CallbackRejected, CallbackRequest
-from dispatcher.api.deps import RuntimeDep
+from dispatcher.api.deps import RuntimeDep, body_too_large
 from dispatcher.inbound import UnmatchedCallback, process_callback
 from dispatcher.runtime import Runtime
 
@@ -48,9 +48,8 @@ def public_url(request: Request, base_url: str) -> str:
 
 async def _request(request: Request, runtime: Runtime) -> CallbackRequest:
     body = await request.body()
-    limit = runtime.settings.server.max_body_bytes
-    if len(body) > limit:
-        raise CallbackRejected(f"body too large: {len(body)} bytes, the limit is {limit}", 413)
+    if too_large := body_too_large(runtime, body):
+        raise CallbackRejected(too_large, 413)
     base_url = runtime.settings.app.public_base_url
     form: dict[str, str] = {}
     content_type = request.headers.get("content-type", "")

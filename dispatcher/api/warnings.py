@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from dispatcher.access import warning_condition
-from dispatcher.api.deps import RuntimeDep, SessionDep
+from dispatcher.api.deps import RuntimeDep, SessionDep, body_too_large
 from dispatcher.api.session import AccessDep, warning_or_404
 from dispatcher.cap import WarningIn, WarningRejected
 from dispatcher.ingest import ingest
@@ -54,9 +54,8 @@ def refusal(message: str, status: int, field: str | None) -> JSONResponse:
 @router.post("", status_code=202)
 async def post_warning(request: Request, runtime: RuntimeDep) -> JSONResponse:
     body = await request.body()
-    limit = runtime.settings.server.max_body_bytes
-    if len(body) > limit:
-        return refusal(f"body too large: {len(body)} bytes, the limit is {limit}", 413, None)
+    if too_large := body_too_large(runtime, body):
+        return refusal(too_large, 413, None)
     try:
         result = await ingest(
             runtime,
