@@ -56,6 +56,7 @@ from dispatcher.bench_worker import WorkerProcess
 from dispatcher.bench_world import build_directory, clear_bench_data, red_warning
 from dispatcher.config import RedisSettings, Settings, settings_from_dict
 from dispatcher.escalation import sweep
+from dispatcher.fanout_stages import unwritten_ranges
 from dispatcher.models import Answer, Attempt, Call, FanoutRange
 from dispatcher.queue import QUEUE_NAME
 from dispatcher.runtime import Runtime, open_runtime
@@ -158,9 +159,7 @@ async def _in_flight(runtime: Runtime, warning_id: int) -> tuple[int, int]:
             )
         ).one()
         unwritten = await session.scalar(
-            select(func.count()).where(
-                FanoutRange.warning_id == warning_id, FanoutRange.written_at.is_(None)
-            )
+            select(func.count()).select_from(FanoutRange).where(unwritten_ranges(warning_id))
         )
     return int(waiting) + int(unwritten or 0), int(total)
 

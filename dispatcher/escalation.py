@@ -33,7 +33,7 @@ from sqlalchemy import and_, exists, insert, or_, select, update
 
 from dispatcher.digests import escalate_tasks, send_digests
 from dispatcher.doorknock import open_speaker_task
-from dispatcher.fanout_stages import resume_fan_outs
+from dispatcher.fanout_stages import resume_fan_outs, unwritten_ranges
 from dispatcher.ladder import (
     CALLS,
     DUE_COLUMNS,
@@ -44,7 +44,7 @@ from dispatcher.ladder import (
     undeliverable_target,
 )
 from dispatcher.lifecycle import expire_due
-from dispatcher.models import Attempt, AuditEvent, Broadcast, Call, FanoutRange, Warning
+from dispatcher.models import Attempt, AuditEvent, Broadcast, Call, Warning
 from dispatcher.runtime import Runtime
 from dispatcher.vocabulary import (
     LEVELS,
@@ -136,9 +136,7 @@ async def _jump_undeliverable(runtime: Runtime) -> int:
         Attempt.purpose == AttemptPurpose.CALL, Attempt.status.in_(DEAD_ATTEMPT_STATES)
     )
     # A big warning's calls whose first sends a worker has not written yet have no send.
-    unwritten = exists().where(
-        FanoutRange.warning_id == Warning.id, FanoutRange.written_at.is_(None)
-    )
+    unwritten = exists().where(unwritten_ranges(Warning.id))
     size, jumped = chunk_size(runtime), 0
     while True:
         now = runtime.clock.now()

@@ -33,9 +33,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from dispatcher.areas import areas_shape
 from dispatcher.cap import ParsedWarning, WarningRejected, parse_warning
@@ -201,12 +202,17 @@ async def write_first_sends(runtime: Runtime, range_id: int) -> int:
     return len(attempt_ids)
 
 
+def unwritten_ranges(
+    warning_id: int | ColumnElement[int] | InstrumentedAttribute[int],
+) -> ColumnElement[bool]:
+    """Of `FanoutRange`: the warning's ranges whose first sends are not written yet."""
+    return and_(FanoutRange.warning_id == warning_id, FanoutRange.written_at.is_(None))
+
+
 async def _all_written(runtime: Runtime, warning_id: int) -> bool:
     async with runtime.db.sessions() as session:
         unwritten = await session.scalar(
-            select(FanoutRange.id)
-            .where(FanoutRange.warning_id == warning_id, FanoutRange.written_at.is_(None))
-            .limit(1)
+            select(FanoutRange.id).where(unwritten_ranges(warning_id)).limit(1)
         )
     return unwritten is None
 
