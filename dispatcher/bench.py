@@ -12,7 +12,7 @@ burst), and times, in order:
    to a provider (`first_send_ms`, `p50_send_ms`, `all_sent_s`, `sends_per_s`);
 2. one escalation sweep once every call still silent has been made due, its next step
    moved back past the answer deadline (`sweep_ms`, `sweep_calls`), whose "call again"
-   sends the workers then make;
+   sends the workers then write and make;
 3. a burst of N inbound SMS replies, one from each responder, posted to the inbound route
    over HTTP by 32 concurrent connections of a poster process (`dispatcher.bench_posters`,
    standing in for the provider) to the app served by uvicorn in a process of its own
@@ -54,10 +54,11 @@ from dispatcher.bench_limits import arq_noop_rate, insert_rate
 from dispatcher.bench_server import ServerProcess
 from dispatcher.bench_worker import WorkerProcess
 from dispatcher.bench_world import build_directory, clear_bench_data, red_warning
+from dispatcher.call_again import unwritten_batches
 from dispatcher.config import RedisSettings, Settings, settings_from_dict
 from dispatcher.escalation import sweep
 from dispatcher.fanout_stages import unwritten_ranges
-from dispatcher.models import Answer, Attempt, Call, FanoutRange
+from dispatcher.models import Answer, Attempt, Call, CallAgainBatch, FanoutRange
 from dispatcher.queue import QUEUE_NAME
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.security import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_body
@@ -149,7 +150,8 @@ def _check_alive(workers: list[WorkerProcess]) -> None:
 
 async def _in_flight(runtime: Runtime, warning_id: int) -> tuple[int, int]:
     """(attempts not yet handed to a provider, all attempts) of the warning; a range of
-    calls whose first sends are not written yet counts as one waiting."""
+    calls whose first sends are not written yet counts as one waiting, as does a batch
+    of call-again sends."""
     async with runtime.db.sessions() as session:
         waiting, total = (
             await session.execute(
@@ -161,7 +163,10 @@ async def _in_flight(runtime: Runtime, warning_id: int) -> tuple[int, int]:
         unwritten = await session.scalar(
             select(func.count()).select_from(FanoutRange).where(unwritten_ranges(warning_id))
         )
-    return int(waiting) + int(unwritten or 0), int(total)
+        batches = await session.scalar(
+            select(func.count()).select_from(CallAgainBatch).where(unwritten_batches(warning_id))
+        )
+    return int(waiting) + int(unwritten or 0) + int(batches or 0), int(total)
 
 
 WAIT_POLL_S = 1.0

@@ -16,9 +16,10 @@ Every phase works through all that is due, a chunk of `worker.sweep_batch` rows 
 calls is a few hundred statements, not a few per call. Due calls are stepped
 `worker.sweep_parallel` chunks at a time on PostgreSQL, each lane in a transaction and on a
 connection of its own, so the database's cores share the writing. The sends a chunk
-creates are enqueued as soon as it commits. Nothing here acts on a call or warning that is no longer
-open (answered, cancelled, expired): every query filters on the warning's and the call's
-state.
+creates are enqueued as soon as it commits; a big chunk's call-again sends are left to
+workers (`dispatcher.call_again`), whose jobs are enqueued likewise. Nothing here acts
+on a call or warning that is no longer open (answered, cancelled, expired): every query
+filters on the warning's and the call's state.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from datetime import timedelta
 
 from sqlalchemy import and_, exists, insert, or_, select, update
 
+from dispatcher.call_again import requeue_call_again, unwritten_batches
 from dispatcher.digests import escalate_tasks, send_digests
 from dispatcher.doorknock import open_speaker_task
 from dispatcher.fanout_stages import resume_fan_outs, unwritten_ranges
@@ -102,12 +104,20 @@ def chunk_size(runtime: Runtime) -> int:
     return min(runtime.settings.worker.sweep_batch, MAX_CHUNK)
 
 
-async def _enqueue(runtime: Runtime, attempt_ids: list[int]) -> None:
-    """Enqueue a committed chunk's sends; if that fails, `_requeue` finds them later."""
+async def _enqueue(runtime: Runtime, attempt_ids: list[int], batch_ids: list[int]) -> None:
+    """Enqueue committed sends and call-again batches; if that fails, `_requeue` finds
+    them later."""
     try:
-        await runtime.queue.enqueue_attempts(attempt_ids)
+        if attempt_ids:
+            await runtime.queue.enqueue_attempts(attempt_ids)
+        if batch_ids:
+            await runtime.queue.enqueue_call_again(batch_ids)
     except Exception:
-        log.exception("enqueue of %d sends failed; the sweep will retry", len(attempt_ids))
+        log.exception(
+            "enqueue of %d sends and %d call-again batches failed; the sweep will retry",
+            len(attempt_ids),
+            len(batch_ids),
+        )
 
 
 async def _jump_undeliverable(runtime: Runtime) -> int:
@@ -135,8 +145,12 @@ async def _jump_undeliverable(runtime: Runtime) -> int:
     failed = select(Attempt.call_id).where(
         Attempt.purpose == AttemptPurpose.CALL, Attempt.status.in_(DEAD_ATTEMPT_STATES)
     )
-    # A big warning's calls whose first sends a worker has not written yet have no send.
-    unwritten = exists().where(unwritten_ranges(Warning.id))
+    # A big warning's calls whose first sends (or call-again sends) a worker has not
+    # written yet have no live send.
+    unwritten = or_(
+        exists().where(unwritten_ranges(Warning.id)),
+        exists().where(unwritten_batches(Warning.id)),
+    )
     size, jumped = chunk_size(runtime), 0
     while True:
         now = runtime.clock.now()
@@ -205,8 +219,7 @@ async def _apply_due_steps(runtime: Runtime) -> int:
             while not failed:
                 taken, outcome = await _step_chunk(runtime, size)
                 applied += outcome.applied
-                if outcome.attempt_ids:
-                    await _enqueue(runtime, outcome.attempt_ids)
+                await _enqueue(runtime, outcome.attempt_ids, outcome.batch_ids)
                 if taken < size:
                     break
         except BaseException as error:
@@ -278,7 +291,7 @@ async def _requeue(runtime: Runtime) -> int:
             )
             .values(status=AttemptStatus.QUEUED)
         )
-    size, requeued = chunk_size(runtime), 0
+    size, requeued = chunk_size(runtime), await requeue_call_again(runtime)
     while True:
         # Each chunk is marked enqueued before it is enqueued, so the next one moves on.
         async with runtime.db.transaction() as session:

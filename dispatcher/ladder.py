@@ -80,10 +80,12 @@ class DueCall:
 
 @dataclass
 class StepOutcome:
-    """What a chunk of steps did: how many steps ran, and the sends to enqueue on commit."""
+    """What a chunk of steps did: how many steps ran, and the sends (and the batches of
+    call-again sends for workers to write) to enqueue on commit."""
 
     applied: int = 0
     attempt_ids: list[int] = field(default_factory=list)
+    batch_ids: list[int] = field(default_factory=list)
 
 
 def step_gap(policy: Policy, index: int) -> timedelta:
@@ -209,7 +211,7 @@ async def apply_steps(
             extra = done.details.get(call.id)
             events.add(call, "call.escalated", {**base, **extra} if extra else base)
     await events.write(session, now)
-    outcome.attempt_ids = done.attempt_ids
+    outcome.attempt_ids, outcome.batch_ids = done.attempt_ids, done.batch_ids
     # Told once the calls point at their task, so the message names everyone silent there.
     for task in done.new_tasks:
         handovers = await step_work.hand_over(runtime, session, task, now)

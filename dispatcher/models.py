@@ -242,6 +242,34 @@ class FanoutRange(Base):
     written_at: Mapped[datetime | None]
 
 
+class CallAgainBatch(Base):
+    """Due calls of one warning whose "call again" sends a worker has still to write
+    (`dispatcher.call_again`): the sweep moves a big chunk's ladders on and leaves the
+    sends to this record; until `written_at` is set, those calls' new sends are owed."""
+
+    __tablename__ = "call_again_batches"
+    __table_args__ = (
+        # what the sweep looks for: batches whose job may have been lost
+        Index(
+            "ix_call_again_batches_unwritten",
+            "enqueued_at",
+            postgresql_where=text("written_at IS NULL"),
+            sqlite_where=text("written_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    warning_id: Mapped[int] = mapped_column(ForeignKey("warnings.id"), index=True)
+    # JSON lists: the calls to send to again, and the step's channels in its order
+    call_ids: Mapped[str] = mapped_column(Text)
+    channels: Mapped[str] = mapped_column(String(200))
+    try_number: Mapped[int] = mapped_column(Integer)
+    # when the step ran: the sends are due then
+    due_at: Mapped[datetime]
+    enqueued_at: Mapped[datetime]
+    written_at: Mapped[datetime | None]
+
+
 class Attempt(Base):
     """One try of sending one message on one channel through one provider."""
 

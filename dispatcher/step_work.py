@@ -51,6 +51,7 @@ class Done:
 
     details: dict[int, dict[str, Any]] = field(default_factory=dict)  # call id -> audit detail
     attempt_ids: list[int] = field(default_factory=list)
+    batch_ids: list[int] = field(default_factory=list)  # call-again sends left to workers
     task_of: dict[int, int] = field(default_factory=dict)  # call id -> its door-knock task
     new_tasks: list[DoorKnockTask] = field(default_factory=list)
 
@@ -81,7 +82,9 @@ class Steps:
         done = Done()
         people = [call.responder_id for call, _ in self.backup]
         links = await _links(session, people + [call.responder_id for call in self.supervisor])
-        done.attempt_ids += await call_again(session, self.again, now)
+        again = await call_again(session, self.again, now)
+        done.attempt_ids += again.attempt_ids
+        done.batch_ids += again.batch_ids
         done.attempt_ids += await _call_backups(session, self.backup, links, now, done)
         notices: list[tuple[int, str, int]] = []
         for call in self.supervisor:

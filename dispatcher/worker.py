@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from channels.base import CallbackRequest
 from dispatcher.batch_send import send_batch
 from dispatcher.broadcasting import send_broadcast
+from dispatcher.call_again import write_call_again
 from dispatcher.counters import compact_added
 from dispatcher.escalation import sweep
 from dispatcher.fanout_stages import write_first_sends
@@ -79,6 +80,10 @@ async def _send_one(runtime: Runtime, attempt_id: int) -> str:
 
 async def write_first_sends_job(ctx: dict[str, Any], range_id: int) -> int:
     return await write_first_sends(ctx["runtime"], range_id)
+
+
+async def write_call_again_job(ctx: dict[str, Any], batch_id: int) -> int:
+    return await write_call_again(ctx["runtime"], batch_id)
 
 
 async def send_broadcast_job(ctx: dict[str, Any], broadcast_id: int) -> str:
@@ -145,6 +150,7 @@ def build_worker(runtime: Runtime, *, burst: bool = False, with_cron: bool = Tru
             func(send_attempt_job, name="send_attempt", max_tries=SEND_MAX_TRIES),
             func(send_attempts_job, name="send_attempts"),
             func(write_first_sends_job, name="write_first_sends"),
+            func(write_call_again_job, name="write_call_again"),
             func(send_broadcast_job, name="send_broadcast", max_tries=SEND_MAX_TRIES),
             func(deliver_callback_job, name="deliver_callback", max_tries=CALLBACK_MAX_TRIES),
             func(refresh_statistics_job, name="refresh_statistics"),
