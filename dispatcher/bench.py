@@ -12,7 +12,8 @@ burst), and times, in order:
    to a provider (`first_send_ms`, `p50_send_ms`, `all_sent_s`, `sends_per_s`);
 2. one escalation sweep once every call still silent has been made due, its next step
    moved back past the answer deadline (`sweep_ms`, `sweep_calls`), whose "call again"
-   sends the workers then write and make;
+   sends the workers then write and make, the last one `sweep_sent_s` after the sweep
+   began;
 3. a burst of N inbound SMS replies, one from each responder, posted to the inbound route
    over HTTP by 32 concurrent connections of a poster process (`dispatcher.bench_posters`,
    standing in for the provider) to the app served by uvicorn in a process of its own
@@ -203,6 +204,20 @@ async def _wait_sent(
 
 async def _idle(runtime: Runtime) -> bool:
     return await runtime.queue.depth() == 0
+
+
+async def _retries_sent_s(runtime: Runtime, warning_id: int, start: datetime) -> float:
+    """Seconds from `start` (the sweep's) to the last of the warning's second tries
+    handed to a provider: when the sweep's "call again" had reached everyone."""
+    async with runtime.db.sessions() as session:
+        last = await session.scalar(
+            select(func.max(Attempt.sent_at)).where(
+                Attempt.warning_id == warning_id, Attempt.try_number == 2
+            )
+        )
+    if last is None:
+        raise RuntimeError("the sweep's call-again sends were not sent")
+    return round((last - start).total_seconds(), 3)
 
 
 async def _send_times(
@@ -444,11 +459,13 @@ async def _measure(
 
     policy = runtime.settings.policy_for("red")
     await _make_due(runtime, warning_id, timedelta(minutes=policy.ladder[0].at_min, seconds=1))
+    sweep_start = runtime.clock.now()
     started = time.perf_counter()
     swept = await sweep(runtime)
     report["sweep_ms"] = round((time.perf_counter() - started) * 1000, 1)
     report["sweep_calls"] = swept.steps
     await _wait_sent(runtime, warning_id, workers, progress)
+    report["sweep_sent_s"] = await _retries_sent_s(runtime, warning_id, sweep_start)
     await _wait_idle(runtime, workers)
 
     before = await _sms_answers(runtime, warning_id)
@@ -488,6 +505,7 @@ def print_report(
             "sends_per_s",
             "answers_per_s",
             "sweep_ms",
+            "sweep_sent_s",
             "summary_ms",
             "arq_noop_jobs_per_s",
             "insert_rows_per_s",

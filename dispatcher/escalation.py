@@ -208,10 +208,17 @@ async def _apply_due_steps(runtime: Runtime) -> int:
     on SQLite, which has one writer). `SKIP LOCKED` gives each lane its own calls; a lane
     stops at a short chunk, when what is left is due to no one or held by another lane.
     A lane that fails lets the others finish the chunk they hold, then the sweep raises:
-    what committed is done once, what rolled back is due again for the next sweep."""
+    what committed is done once, what rolled back is due again for the next sweep.
+
+    A chunk's sends are enqueued as it commits; its call-again batches once every lane
+    is done. Writing a big warning's 200,000 call-again sends is the workers' larger
+    task: begun at once, it took the cores from the chunks still to step, whose locked
+    calls hold up the answers that arrive for them, and doubled the sweep. The sends
+    leave seconds later instead, on a step that comes minutes after the last."""
     size = chunk_size(runtime)
     lanes = 1 if runtime.db.is_sqlite else runtime.settings.worker.sweep_parallel
     failed: list[BaseException] = []
+    batch_ids: list[int] = []
 
     async def lane() -> int:
         applied = 0
@@ -219,14 +226,18 @@ async def _apply_due_steps(runtime: Runtime) -> int:
             while not failed:
                 taken, outcome = await _step_chunk(runtime, size)
                 applied += outcome.applied
-                await _enqueue(runtime, outcome.attempt_ids, outcome.batch_ids)
+                batch_ids.extend(outcome.batch_ids)
+                await _enqueue(runtime, outcome.attempt_ids, [])
                 if taken < size:
                     break
         except BaseException as error:
             failed.append(error)
         return applied
 
-    applied = sum(await asyncio.gather(*(lane() for _ in range(lanes))))
+    try:
+        applied = sum(await asyncio.gather(*(lane() for _ in range(lanes))))
+    finally:
+        await _enqueue(runtime, [], batch_ids)
     if failed:
         raise failed[0]
     return applied

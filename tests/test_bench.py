@@ -27,6 +27,7 @@ FIGURES = (
     "sends_per_s",
     "answers_per_s",
     "sweep_ms",
+    "sweep_sent_s",
     "summary_ms",
     "summary_api_ms",
     "summary_page_ms",
