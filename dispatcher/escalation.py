@@ -17,9 +17,9 @@ calls is a few hundred statements, not a few per call. Due calls are stepped
 `worker.sweep_parallel` chunks at a time on PostgreSQL, each lane in a transaction and on a
 connection of its own, so the database's cores share the writing. The sends a chunk
 creates are enqueued as soon as it commits; a big chunk's call-again sends are left to
-workers (`dispatcher.call_again`), whose jobs are enqueued likewise. Nothing here acts
-on a call or warning that is no longer open (answered, cancelled, expired): every query
-filters on the warning's and the call's state.
+workers (`dispatcher.call_again`), whose jobs are enqueued once every due call has taken
+its step. Nothing here acts on a call or warning that is no longer open (answered,
+cancelled, expired): every query filters on the warning's and the call's state.
 """
 
 from __future__ import annotations
