@@ -55,11 +55,10 @@ from dispatcher.bench_limits import arq_noop_rate, insert_rate
 from dispatcher.bench_server import ServerProcess
 from dispatcher.bench_worker import WorkerProcess
 from dispatcher.bench_world import build_directory, clear_bench_data, red_warning
-from dispatcher.call_again import unwritten_batches
 from dispatcher.config import RedisSettings, Settings, settings_from_dict
 from dispatcher.escalation import sweep
-from dispatcher.fanout_stages import unwritten_ranges
 from dispatcher.models import Answer, Attempt, Call, CallAgainBatch, FanoutRange
+from dispatcher.owed_sends import unwritten
 from dispatcher.queue import QUEUE_NAME
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.security import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_body
@@ -161,13 +160,10 @@ async def _in_flight(runtime: Runtime, warning_id: int) -> tuple[int, int]:
                 )
             )
         ).one()
-        unwritten = await session.scalar(
-            select(func.count()).select_from(FanoutRange).where(unwritten_ranges(warning_id))
-        )
-        batches = await session.scalar(
-            select(func.count()).select_from(CallAgainBatch).where(unwritten_batches(warning_id))
-        )
-    return int(waiting) + int(unwritten or 0) + int(batches or 0), int(total)
+        owed = 0
+        for records in (unwritten(FanoutRange, warning_id), unwritten(CallAgainBatch, warning_id)):
+            owed += int(await session.scalar(select(func.count()).where(records)) or 0)
+    return int(waiting) + owed, int(total)
 
 
 WAIT_POLL_S = 1.0

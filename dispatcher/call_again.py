@@ -12,8 +12,8 @@ sends of the chunks before.
 A batch's job writes its sends exactly once: it locks the batch and marks it written in
 the same transaction. It skips calls answered or closed in the meantime, and writes
 nothing once the warning is no longer active. A lost job is enqueued again by the sweep
-once `worker.requeue_after_s` has passed (`requeue_call_again`); until a warning's
-batches are written, the sweep does not take its calls for undeliverable.
+once `worker.requeue_after_s` has passed; until a warning's batches are written, the
+sweep does not take its calls for undeliverable (`dispatcher.owed_sends`).
 """
 
 from __future__ import annotations
@@ -22,22 +22,21 @@ import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ColumnElement, and_, insert, literal, select, union_all, update
+from sqlalchemy import insert, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
 
 from dispatcher.bulk import id_in
 from dispatcher.config import LadderStep
 from dispatcher.fanout import CONTACT_KIND
-from dispatcher.models import Base, Call, CallAgainBatch, Contact, Warning
+from dispatcher.models import Base, Call, CallAgainBatch, Contact
+from dispatcher.owed_sends import take
 from dispatcher.vocabulary import (
     OPEN_CALL_STATES,
     AttemptPurpose,
     AttemptStatus,
-    WarningState,
 )
 
 if TYPE_CHECKING:
@@ -103,18 +102,10 @@ async def write_call_again(runtime: Runtime, batch_id: int) -> int:
     the batch is already written or its warning no longer active."""
     async with runtime.db.transaction() as session:
         now = runtime.clock.now()
-        batch = await session.scalar(
-            select(CallAgainBatch).where(CallAgainBatch.id == batch_id).with_for_update()
-        )
-        if batch is None or batch.written_at is not None:
+        taken = await take(session, CallAgainBatch, batch_id, now)
+        if taken is None:
             return 0
-        batch.written_at = now
-        # Shared with the warning's other jobs, exclusive of a Cancel's or an Update's lock.
-        warning = await session.scalar(
-            select(Warning).where(Warning.id == batch.warning_id).with_for_update(read=True)
-        )
-        if warning is None or warning.state != WarningState.ACTIVE:
-            return 0
+        batch, _ = taken
         attempt_ids = await _send_again(
             session,
             json.loads(batch.call_ids),
@@ -130,33 +121,6 @@ async def write_call_again(runtime: Runtime, batch_id: int) -> int:
             "enqueue of %d call-again sends failed; the sweep will retry", len(attempt_ids)
         )
     return len(attempt_ids)
-
-
-def unwritten_batches(
-    warning_id: int | ColumnElement[int] | InstrumentedAttribute[int],
-) -> ColumnElement[bool]:
-    """Of `CallAgainBatch`: the warning's batches whose sends are not written yet."""
-    return and_(CallAgainBatch.warning_id == warning_id, CallAgainBatch.written_at.is_(None))
-
-
-async def requeue_call_again(runtime: Runtime) -> int:
-    """Enqueue again the jobs of batches still unwritten `worker.requeue_after_s` after
-    they were last enqueued (a lost job; the same job id makes a queued one a no-op)."""
-    now = runtime.clock.now()
-    since = now - timedelta(seconds=runtime.settings.worker.requeue_after_s)
-    async with runtime.db.transaction() as session:
-        batch_ids = list(
-            await session.scalars(
-                update(CallAgainBatch)
-                .where(CallAgainBatch.written_at.is_(None), CallAgainBatch.enqueued_at <= since)
-                .values(enqueued_at=now)
-                .returning(CallAgainBatch.id)
-            )
-        )
-    if batch_ids:
-        log.warning("call-again sends of %d batches enqueued again", len(batch_ids))
-        await runtime.queue.enqueue_call_again(batch_ids)
-    return len(batch_ids)
 
 
 async def _send_again(

@@ -32,10 +32,9 @@ from datetime import timedelta
 
 from sqlalchemy import and_, exists, insert, or_, select, update
 
-from dispatcher.call_again import requeue_call_again, unwritten_batches
 from dispatcher.digests import escalate_tasks, send_digests
 from dispatcher.doorknock import open_speaker_task
-from dispatcher.fanout_stages import resume_fan_outs, unwritten_ranges
+from dispatcher.fanout_stages import resume_fan_outs
 from dispatcher.ladder import (
     CALLS,
     DUE_COLUMNS,
@@ -46,7 +45,16 @@ from dispatcher.ladder import (
     undeliverable_target,
 )
 from dispatcher.lifecycle import expire_due
-from dispatcher.models import Attempt, AuditEvent, Broadcast, Call, Warning
+from dispatcher.models import (
+    Attempt,
+    AuditEvent,
+    Broadcast,
+    Call,
+    CallAgainBatch,
+    FanoutRange,
+    Warning,
+)
+from dispatcher.owed_sends import requeue_lapsed, unwritten
 from dispatcher.runtime import Runtime
 from dispatcher.vocabulary import (
     LEVELS,
@@ -147,9 +155,9 @@ async def _jump_undeliverable(runtime: Runtime) -> int:
     )
     # A big warning's calls whose first sends (or call-again sends) a worker has not
     # written yet have no live send.
-    unwritten = or_(
-        exists().where(unwritten_ranges(Warning.id)),
-        exists().where(unwritten_batches(Warning.id)),
+    owed = or_(
+        exists().where(unwritten(FanoutRange, Warning.id)),
+        exists().where(unwritten(CallAgainBatch, Warning.id)),
     )
     size, jumped = chunk_size(runtime), 0
     while True:
@@ -164,7 +172,7 @@ async def _jump_undeliverable(runtime: Runtime) -> int:
                         Warning.state == "active",
                         or_(*behind),
                         or_(Call.state == CallState.PENDING, Call.id.in_(failed)),
-                        ~unwritten,
+                        ~owed,
                         ~live,
                     )
                     .order_by(Call.id)
@@ -302,7 +310,8 @@ async def _requeue(runtime: Runtime) -> int:
             )
             .values(status=AttemptStatus.QUEUED)
         )
-    size, requeued = chunk_size(runtime), await requeue_call_again(runtime)
+    requeued = await requeue_lapsed(runtime, CallAgainBatch, runtime.queue.enqueue_call_again)
+    size = chunk_size(runtime)
     while True:
         # Each chunk is marked enqueued before it is enqueued, so the next one moves on.
         async with runtime.db.transaction() as session:

@@ -33,16 +33,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
 
 from dispatcher.areas import areas_shape
 from dispatcher.cap import ParsedWarning, WarningRejected, parse_warning
 from dispatcher.config import SenderSettings
 from dispatcher.fanout import create_calls, first_attempts, sends_due
 from dispatcher.models import Call, FanoutRange, Warning
+from dispatcher.owed_sends import requeue_lapsed, take, unwritten
 from dispatcher.runtime import Runtime
 from dispatcher.senders import allowed_paths, check_areas
 from dispatcher.targeting import Target, resolve_target
@@ -170,19 +170,10 @@ async def write_first_sends(runtime: Runtime, range_id: int) -> int:
     """Write and enqueue the first sends of a range's calls (a worker's job); returns how
     many. Nothing, if the range is already written or its warning no longer active."""
     async with runtime.db.transaction() as session:
-        now = runtime.clock.now()
-        fanout_range = await session.scalar(
-            select(FanoutRange).where(FanoutRange.id == range_id).with_for_update()
-        )
-        if fanout_range is None or fanout_range.written_at is not None:
+        taken = await take(session, FanoutRange, range_id, runtime.clock.now())
+        if taken is None:
             return 0
-        fanout_range.written_at = now
-        # Shared with the range's other jobs, exclusive of a Cancel's or an Update's lock.
-        warning = await session.scalar(
-            select(Warning).where(Warning.id == fanout_range.warning_id).with_for_update(read=True)
-        )
-        if warning is None or warning.state != WarningState.ACTIVE:
-            return 0
+        fanout_range, warning = taken
         attempt_ids = await first_attempts(
             session,
             warning.id,
@@ -202,46 +193,19 @@ async def write_first_sends(runtime: Runtime, range_id: int) -> int:
     return len(attempt_ids)
 
 
-def unwritten_ranges(
-    warning_id: int | ColumnElement[int] | InstrumentedAttribute[int],
-) -> ColumnElement[bool]:
-    """Of `FanoutRange`: the warning's ranges whose first sends are not written yet."""
-    return and_(FanoutRange.warning_id == warning_id, FanoutRange.written_at.is_(None))
-
-
 async def _all_written(runtime: Runtime, warning_id: int) -> bool:
     async with runtime.db.sessions() as session:
-        unwritten = await session.scalar(
-            select(FanoutRange.id).where(unwritten_ranges(warning_id)).limit(1)
+        found = await session.scalar(
+            select(FanoutRange.id).where(unwritten(FanoutRange, warning_id)).limit(1)
         )
-    return unwritten is None
-
-
-async def requeue_first_sends(runtime: Runtime) -> int:
-    """Enqueue again the jobs of ranges still unwritten `worker.requeue_after_s` after
-    they were last enqueued (a lost job; the same job id makes a queued one a no-op)."""
-    now = runtime.clock.now()
-    since = now - timedelta(seconds=runtime.settings.worker.requeue_after_s)
-    async with runtime.db.transaction() as session:
-        range_ids = list(
-            await session.scalars(
-                update(FanoutRange)
-                .where(FanoutRange.written_at.is_(None), FanoutRange.enqueued_at <= since)
-                .values(enqueued_at=now)
-                .returning(FanoutRange.id)
-            )
-        )
-    if range_ids:
-        log.warning("first sends of %d call ranges enqueued again", len(range_ids))
-        await runtime.queue.enqueue_first_sends(range_ids)
-    return len(range_ids)
+    return found is None
 
 
 async def resume_fan_outs(runtime: Runtime) -> int:
     """Finish the fan-out of every active warning whose writer's lease lapsed, and
     enqueue again the lost jobs of call ranges still without sends; returns how many
     calls were written."""
-    await requeue_first_sends(runtime)
+    await requeue_lapsed(runtime, FanoutRange, runtime.queue.enqueue_first_sends)
     now = runtime.clock.now()
     unfinished = (
         Warning.fanned_out_at.is_(None),
