@@ -23,7 +23,7 @@ from dispatcher.migrations import upgrade
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.statistics import DIRECTORY_TABLES, refresh_statistics
 from dispatcher.users import UserRefused, add_user, count_users
-from dispatcher.worker import build_worker
+from dispatcher.worker import build_worker, run_until_stopped
 
 log = logging.getLogger("jiaoying")
 
@@ -60,7 +60,7 @@ async def run_services(
         server = uvicorn.Server(config)
         tasks.append(asyncio.create_task(server.serve()))
     if worker:
-        tasks.append(asyncio.create_task(build_worker(runtime).async_run()))
+        tasks.append(asyncio.create_task(run_until_stopped(build_worker(runtime))))
         if runtime.providers.listeners():
             tasks.append(asyncio.create_task(run_listeners(runtime)))
     return tasks, server

@@ -7,6 +7,7 @@ backoff) raises `Deferred`; the job turns it into arq's `Retry(defer=...)`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from typing import Any
@@ -137,6 +138,26 @@ async def compact_counters_job(ctx: dict[str, Any]) -> int:
     if done:
         await refresh_statistics(runtime.db)
     return done
+
+
+# How long a stopping worker waits for the jobs it is running before cancelling them.
+STOP_GRACE_S = 10.0
+
+
+async def run_until_stopped(worker: Worker) -> None:
+    """Run `worker` until its task is cancelled, then give the jobs it is running
+    `STOP_GRACE_S` to finish. Cancelling arq's `async_run` alone leaves its jobs running,
+    and they failed against the queue the process closes next (a traceback per job at
+    the end of `jiaoying demo`)."""
+    try:
+        await worker.async_run()
+    finally:
+        running = [task for task in worker.tasks.values() if not task.done()]
+        if running:
+            _, late = await asyncio.wait(running, timeout=STOP_GRACE_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
 
 def build_worker(runtime: Runtime, *, burst: bool = False, with_cron: bool = True) -> Worker:
