@@ -6,8 +6,8 @@ sends are written there, marked enqueued, and enqueued once the chunk commits (s
 `ladder.apply_steps`). A big group's are not: writing 200,000 sends was half of a sweep
 over 100,000 silent calls, and nothing else the sweep does waits for them. The chunk
 records them instead, one `CallAgainBatch` per warning, and a worker writes each batch's
-sends (`write_call_again`, one job per batch, enqueued as the chunk commits), beside the
-sends of the chunks before.
+sends (`write_call_again`, one job per batch, enqueued once every due call of the sweep
+has taken its step: see `escalation._apply_due_steps`).
 
 A batch's job writes its sends exactly once: it locks the batch and marks it written in
 the same transaction. It skips calls answered or closed in the meantime, and writes
