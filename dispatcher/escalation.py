@@ -30,7 +30,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, exists, insert, or_, select, update
+from sqlalchemy import and_, exists, insert, or_, select, union, update
 
 from dispatcher.digests import escalate_tasks, send_digests
 from dispatcher.doorknock import open_speaker_task
@@ -63,6 +63,7 @@ from dispatcher.vocabulary import (
     AttemptStatus,
     BroadcastStatus,
     CallState,
+    WarningState,
 )
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,11 @@ LIVE_ATTEMPT_STATES = (
     AttemptStatus.SENT,
     AttemptStatus.DELIVERED,
 )
-DEAD_ATTEMPT_STATES = tuple(s for s in AttemptStatus if s not in LIVE_ATTEMPT_STATES)
+# Sends that did not get through. A cancelled one is left out: sends are cancelled only
+# when their call is answered or their warning lifted, never for a call still open.
+FAILED_ATTEMPT_STATES = tuple(
+    s for s in AttemptStatus if s not in (*LIVE_ATTEMPT_STATES, AttemptStatus.CANCELLED)
+)
 
 
 @dataclass
@@ -148,11 +153,26 @@ async def _jump_undeliverable(runtime: Runtime) -> int:
         Attempt.status.in_(LIVE_ATTEMPT_STATES),
     )
     # Only a call never sent (a send makes it `calling`) or with a send that did not get
-    # through can be undeliverable: asked first, so the check for a live send is made
-    # for those few, not for every open call of a big warning (~0.4 s at 100,000).
-    failed = select(Attempt.call_id).where(
-        Attempt.purpose == AttemptPurpose.CALL, Attempt.status.in_(DEAD_ATTEMPT_STATES)
+    # through can be undeliverable: those few are found first, so the check for a live
+    # send is made for them, not for every open call of a big warning (~0.4 s at
+    # 100,000). Both come from active warnings alone, found by index, and are joined to
+    # the calls as one set: the failed sends of every warning ever sent, asked inside an
+    # OR, were rescanned for each open call once they outgrew `work_mem` (migration 0020).
+    never_sent = (
+        select(Call.id)
+        .join(Warning, Warning.id == Call.warning_id)
+        .where(Warning.state == WarningState.ACTIVE, Call.state == CallState.PENDING)
     )
+    failed = (
+        select(Attempt.call_id)
+        .join(Warning, Warning.id == Attempt.warning_id)
+        .where(
+            Warning.state == WarningState.ACTIVE,
+            Attempt.status.in_(FAILED_ATTEMPT_STATES),
+            Attempt.purpose == AttemptPurpose.CALL,
+        )
+    )
+    candidates = union(never_sent, failed).subquery("candidates")
     # A big warning's calls whose first sends (or call-again sends) a worker has not
     # written yet have no live send.
     owed = or_(
@@ -169,9 +189,9 @@ async def _jump_undeliverable(runtime: Runtime) -> int:
                     .join(Warning, Warning.id == Call.warning_id)
                     .where(
                         Call.state.in_(OPEN_CALL_STATES),
-                        Warning.state == "active",
+                        Warning.state == WarningState.ACTIVE,
                         or_(*behind),
-                        or_(Call.state == CallState.PENDING, Call.id.in_(failed)),
+                        Call.id.in_(select(candidates.c[0])),
                         ~owed,
                         ~live,
                     )

@@ -288,13 +288,16 @@ class Attempt(Base):
         # `call_id` indexed, PostgreSQL ANDs in `ix_attempts_due`, whose `queued` entries
         # number every send of a big warning until vacuum, and takes ~10 ms a call.
         Index("ix_attempts_call_status", "call_id", "status"),
+        # A warning's sends in one state: the sweep's undeliverable check reads the
+        # failed sends of active warnings only, never the whole history (0020).
+        Index("ix_attempts_warning_status", "warning_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # No foreign keys: their per-row checks were half the cost of writing a big
     # warning's first attempts (migration 0008). The dispatcher alone writes attempts,
     # with their call's warning and responder, and deletes no warning, call or responder.
-    warning_id: Mapped[int | None] = mapped_column(index=True)
+    warning_id: Mapped[int | None]
     call_id: Mapped[int | None]
     responder_id: Mapped[int | None]
     purpose: Mapped[str] = mapped_column(String(16))
