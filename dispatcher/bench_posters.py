@@ -4,11 +4,12 @@ the network.
 
 `python -m dispatcher.bench_posters` reads one JSON line on stdin (`port`, `responders`,
 `concurrency`, `path`), opens `concurrency` keep-alive HTTP/1.1 connections to
-127.0.0.1:`port`, each posting the next reply (`From` the responder's phone, `Body` `1`)
-once the previous one got its answer, and prints one JSON line: `elapsed_s` from the
-first request to the last response, and `refused`, the first answer that was not a 200
-(the burst stops there). The client is a few lines over asyncio streams rather than an
-HTTP library, so the bench measures the server, not the poster.
+127.0.0.1:`port`, each posting the next reply (`From` the responder's phone, `Body` `1`,
+and a `MessageSid` of its own, as a provider names each text) once the previous one got
+its answer, and prints one JSON line: `elapsed_s` from the first request to the last
+response, and `refused`, the first answer that was not a 200 (the burst stops there).
+The client is a few lines over asyncio streams rather than an HTTP library, so the bench
+measures the server, not the poster.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ async def post_replies(port: int, responders: int, concurrency: int, path: str) 
             while next_index < responders:
                 index = next_index
                 next_index += 1
-                body = urlencode({"From": phone_of(index), "Body": "1"}).encode()
+                form = {"From": phone_of(index), "Body": "1", "MessageSid": f"SMBENCH{index:026d}"}
+                body = urlencode(form).encode()
                 writer.write(
                     f"POST {path} HTTP/1.1\r\nHost: bench\r\n"
                     "Content-Type: application/x-www-form-urlencoded\r\n"

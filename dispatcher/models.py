@@ -452,6 +452,20 @@ class InboxMessage(Base):
     provider: Mapped[str | None] = mapped_column(String(32))
 
 
+class SeenText(Base):
+    """An inbound text a provider named by its own id, taken once: a provider that sends
+    the same callback again (a retry after a timeout or a lost response) is answered
+    without its text being taken a second time."""
+
+    __tablename__ = "seen_texts"
+    __table_args__ = (UniqueConstraint("provider", "provider_message_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_message_id: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime]
+
+
 class AuditEvent(Base):
     """Every state change, on record: 有叫有应有记录."""
 

@@ -25,15 +25,12 @@ from dispatcher.fanout import attempt_row
 from dispatcher.models import Attempt, Call, Contact, InboxMessage, Region, table_of
 from dispatcher.phones import try_normalize_phone
 from dispatcher.replies import Reply, read_reply
+from dispatcher.seen_texts import Text, first_seen
 from dispatcher.tasks import change_status, open_tasks_of
 from dispatcher.vocabulary import AttemptPurpose, TaskStatus, status_label
 
 if TYPE_CHECKING:
     from dispatcher.runtime import Runtime
-
-
-# An inbound text and the name of the provider it came through.
-Text = tuple[InboundText, str]
 
 
 async def handle_texts(
@@ -47,7 +44,11 @@ async def handle_texts(
 
     Their senders and open calls are looked up (and locked) together, and the answers,
     audit events and replies written together: a burst of replies costs a few statements
-    per batch, not a few per reply."""
+    per batch, not a few per reply. A text its provider posted before is left out
+    (`dispatcher.seen_texts`)."""
+    texts = await first_seen(session, texts, now)
+    if not texts:
+        return []
     phones = [try_normalize_phone(event.sender) or event.sender for event, _ in texts]
     readings = [read_reply(event.text) for event, _ in texts]
     senders = await responders_by_phone(session, phones)

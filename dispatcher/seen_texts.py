@@ -1,0 +1,60 @@
+"""Inbound texts taken once, however often their provider posts them.
+
+A provider posts an SMS reply again when it did not get our answer in time (Aliyun's
+push retries, a Twilio request retried by a proxy): without a record of what was taken,
+the same `1` would be a second answer, a second thank-you text, a second inbox entry.
+A text its provider names by an id (Twilio's `MessageSid`, Aliyun's `sequence_id`) is
+recorded in `seen_texts` in the same transaction that takes it; a text whose (provider,
+id) is already there is left out. Texts without an id (Tencent names none) are taken
+as they come.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from channels.base import InboundText
+from dispatcher.models import SeenText
+
+# An inbound text and the name of the provider it came through.
+Text = tuple[InboundText, str]
+
+
+async def first_seen(session: AsyncSession, texts: Sequence[Text], now: datetime) -> list[Text]:
+    """`texts` without those already taken, or earlier in `texts`, under the same
+    provider id; records the ids of the rest. A concurrent transaction recording the
+    same id makes this one wait for it, then leave the text out."""
+    keys: set[tuple[str, str]] = set()
+    rows = []
+    for event, provider in texts:
+        key = (provider, event.provider_message_id or "")
+        if event.provider_message_id and key not in keys:
+            keys.add(key)
+            rows.append({"provider": key[0], "provider_message_id": key[1], "at": now})
+    if not rows:
+        return list(texts)
+    inserted = await session.execute(
+        _insert_new(session).values(rows).returning(SeenText.provider, SeenText.provider_message_id)
+    )
+    new = {(provider, message_id) for provider, message_id in inserted}
+    kept = []
+    for event, provider in texts:
+        if not event.provider_message_id:
+            kept.append((event, provider))
+        elif (key := (provider, event.provider_message_id)) in new:
+            new.discard(key)  # a second copy in the same batch is left out too
+            kept.append((event, provider))
+    return kept
+
+
+def _insert_new(session: AsyncSession) -> Any:
+    """INSERT of seen ids that skips those already there, on either back end."""
+    unique = ["provider", "provider_message_id"]
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(SeenText).on_conflict_do_nothing(index_elements=unique)
+    return sqlite.insert(SeenText).on_conflict_do_nothing(index_elements=unique)
