@@ -8,8 +8,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from sqlalchemy import text
+from starlette.requests import Request
 
+from dispatcher.api.live import live
 from dispatcher.app import create_app
+from dispatcher.summary import EVERYTHING
 from tests.auth import sign_in
 from tests.fakes.serving import serve
 from tests.scenario import County, county
@@ -69,3 +73,24 @@ async def test_streams_refuse_what_the_reader_may_not_see(county: County) -> Non
         assert response.status_code == 303
     assert (await county.client.get("/live?warning=999999")).status_code == 404
     assert (await county.client.get("/live")).status_code == 422
+
+
+async def test_a_stream_holds_no_session_while_it_waits_to_be_read(county: County) -> None:
+    """A client that stops reading leaves the stream suspended where it yielded (until
+    it is collected); no connection, transaction or SQLite write lock may be held there."""
+    warning = await county.warn("LIVE", "red", codes=("441799100001",))
+    await county.work()
+
+    async def never(*_: Any) -> dict[str, Any]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    request = Request({"type": "http", "method": "GET", "path": "/live", "headers": []}, never)
+    response = await live(request, county.runtime, EVERYTHING, warning=[warning], region=None)
+    events = response.body_iterator
+    assert "retry" in str(await anext(events))
+    assert "event: update" in str(await asyncio.wait_for(anext(events), GUARD_S))
+    assert county.runtime.db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    async with county.runtime.db.transaction() as session:  # the lock is free to take
+        await session.execute(text("SELECT 1"))
+    await events.aclose()  # type: ignore[attr-defined]

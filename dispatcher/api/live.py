@@ -52,6 +52,10 @@ async def live(
         loop = asyncio.get_running_loop()
         ends_at = loop.time() + STREAM_S
         while loop.time() < ends_at and not await request.is_disconnected():
+            data = None
+            # Never yield inside the session: a client gone meanwhile leaves this generator
+            # suspended at its yield until it is collected, and the session would keep its
+            # connection and transaction (on SQLite, the write lock) all that time.
             async with runtime.db.sessions() as session:
                 mark = await fingerprint(session, ids)
                 if mark != last:
@@ -61,9 +65,10 @@ async def live(
                         )
                     )
                     data = await snapshot(session, warnings, scope, runtime.clock.now())
-                    yield f"event: update\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-                    last = mark
-                    polls = 0
+            if data is not None:
+                yield f"event: update\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+                last = mark
+                polls = 0
             polls += 1
             if polls % HEARTBEAT_POLLS == 0:
                 yield ": still here\n\n"
