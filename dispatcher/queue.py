@@ -35,7 +35,10 @@ log = logging.getLogger(__name__)
 QUEUE_NAME = "jiaoying:queue"
 SEND_ATTEMPT = "send_attempt"
 SEND_ATTEMPTS = "send_attempts"
-SEND_BATCH = 100
+# Each job costs a transaction and a dozen round trips whatever its size: at 100 a job,
+# 300,000 sends ran at ~2,900/s on a machine where 250 gave ~3,900/s and 500 ~4,000/s.
+# 250 keeps most of that while a claim locks fewer sends (and their calls) at once.
+SEND_BATCH = 250
 SEND_BROADCAST = "send_broadcast"
 DELIVER_CALLBACK = "deliver_callback"
 REFRESH_STATISTICS = "refresh_statistics"

@@ -22,7 +22,7 @@ from dispatcher.clock import ManualClock
 from dispatcher.codes import pick_code
 from dispatcher.db import Database
 from dispatcher.models import Attempt, AuditEvent, InboxMessage, Responder
-from dispatcher.queue import QUEUE_NAME, SEND_ATTEMPT, SEND_ATTEMPTS, Queue
+from dispatcher.queue import QUEUE_NAME, SEND_ATTEMPT, SEND_ATTEMPTS, SEND_BATCH, Queue
 from dispatcher.runtime import Runtime
 from dispatcher.worker import run_until_idle
 from tests.scenario import PHONE, County, county  # noqa: F401  (fixture)
@@ -172,11 +172,13 @@ async def _job(queue: Queue, job_id: str) -> tuple[str, tuple[object, ...]]:
 
 async def test_enqueue_many_keeps_arq_format_and_skips_queued(runtime: Runtime) -> None:
     queue = runtime.queue
-    ids = list(range(1, 202))  # two full batches and one attempt alone
-    assert await queue.enqueue_attempts(ids) == 201
+    n = 2 * SEND_BATCH + 1
+    ids = list(range(1, n + 1))  # two full batches and one attempt alone
+    assert await queue.enqueue_attempts(ids) == n
     assert await queue.depth() == 3
-    assert await _job(queue, "attempts:1-100:100") == (SEND_ATTEMPTS, (list(range(1, 101)),))
-    assert await _job(queue, "attempt:201") == (SEND_ATTEMPT, (201,))
+    first = list(range(1, SEND_BATCH + 1))
+    assert await _job(queue, f"attempts:1-{SEND_BATCH}:{SEND_BATCH}") == (SEND_ATTEMPTS, (first,))
+    assert await _job(queue, f"attempt:{n}") == (SEND_ATTEMPT, (n,))
     # already queued: nothing added, nothing doubled
     assert await queue.enqueue_attempts(reversed(ids)) == 0
     assert await queue.depth() == 3
