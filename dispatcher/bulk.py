@@ -17,6 +17,8 @@ the insert itself, each done the fast way on each back end.
   row costs no Python work of its own; Core executemany on SQLite.
 * `update_rows`: many rows each set to its own values, by id: on PostgreSQL one UPDATE
   joined to the columns sent as arrays (`unnest`), Core executemany on SQLite.
+* `insert_skipping_existing`: an INSERT that leaves out rows whose `unique` columns are
+  already taken (`ON CONFLICT DO NOTHING`), in each back end's dialect.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -253,3 +256,9 @@ async def update_rows(
         ),
         arrays,
     )
+
+
+def insert_skipping_existing(session: AsyncSession, model: Any, unique: list[str]) -> Any:
+    """INSERT into `model` that skips rows whose `unique` columns are already there."""
+    dialect = postgresql if _is_postgresql(session) else sqlite
+    return dialect.insert(model).on_conflict_do_nothing(index_elements=unique)

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import InboundText
+from dispatcher.bulk import insert_skipping_existing
 from dispatcher.models import SeenText
 
 # An inbound text and the name of the provider it came through.
 Text = tuple[InboundText, str]
+UNIQUE = ["provider", "provider_message_id"]
 
 
 async def first_seen(session: AsyncSession, texts: Sequence[Text], now: datetime) -> list[Text]:
@@ -39,7 +39,9 @@ async def first_seen(session: AsyncSession, texts: Sequence[Text], now: datetime
     if not rows:
         return list(texts)
     inserted = await session.execute(
-        _insert_new(session).values(rows).returning(SeenText.provider, SeenText.provider_message_id)
+        insert_skipping_existing(session, SeenText, UNIQUE)
+        .values(rows)
+        .returning(SeenText.provider, SeenText.provider_message_id)
     )
     new = {(provider, message_id) for provider, message_id in inserted}
     kept = []
@@ -50,11 +52,3 @@ async def first_seen(session: AsyncSession, texts: Sequence[Text], now: datetime
             new.discard(key)  # a second copy in the same batch is left out too
             kept.append((event, provider))
     return kept
-
-
-def _insert_new(session: AsyncSession) -> Any:
-    """INSERT of seen ids that skips those already there, on either back end."""
-    unique = ["provider", "provider_message_id"]
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(SeenText).on_conflict_do_nothing(index_elements=unique)
-    return sqlite.insert(SeenText).on_conflict_do_nothing(index_elements=unique)

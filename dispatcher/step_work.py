@@ -17,10 +17,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatcher.bulk import insert_rows, reserve_ids
+from dispatcher.bulk import insert_rows, insert_skipping_existing, reserve_ids
 from dispatcher.call_again import call_again
 from dispatcher.config import LadderStep, Policy
 from dispatcher.doorknock import OPEN_TASK_STATES, notify_assignee, open_silent_task
@@ -217,7 +216,7 @@ async def _call_backups(
         for (warning_id, backup), (call, _) in sorted(new.items(), key=lambda item: item[0])
     ]
     inserted = await session.execute(
-        _insert_new(session, ["warning_id", "responder_id"]).returning(
+        insert_skipping_existing(session, Call, ["warning_id", "responder_id"]).returning(
             Call.id, Call.warning_id, Call.responder_id
         ),
         rows,
@@ -240,13 +239,6 @@ async def _call_backups(
         if (address := contacts.get(c.responder_id, {}).get(CONTACT_KIND[channel]))
     ]
     return await _insert_sends(session, sends)
-
-
-def _insert_new(session: AsyncSession, unique: list[str]) -> Any:
-    """INSERT of calls that skips those already there, on either back end."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(Call).on_conflict_do_nothing(index_elements=unique)
-    return sqlite.insert(Call).on_conflict_do_nothing(index_elements=unique)
 
 
 async def _up_recipients(

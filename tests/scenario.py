@@ -21,7 +21,7 @@ from dispatcher.app import create_app
 from dispatcher.clock import ManualClock
 from dispatcher.directory import import_directory
 from dispatcher.escalation import SweepReport, sweep
-from dispatcher.models import Attempt, AuditEvent, Call, DoorKnockTask, Responder
+from dispatcher.models import Answer, Attempt, AuditEvent, Call, DoorKnockTask, Responder
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.security import sign_body
 from dispatcher.worker import run_until_idle
@@ -164,6 +164,17 @@ class County:
             if purpose:
                 query = query.where(Attempt.purpose == purpose)
             return [b or "" for b in await session.scalars(query.order_by(Attempt.id))]
+
+    async def answers_of(self, who: str) -> list[str]:
+        """The meanings of a person's answers, oldest first."""
+        responder_id = await self.responder_id(who)
+        async with self.runtime.db.sessions() as session:
+            rows = await session.scalars(
+                select(Answer.meaning)
+                .where(Answer.responder_id == responder_id)
+                .order_by(Answer.id)
+            )
+            return list(rows)
 
     async def tasks(self, warning_id: int) -> list[DoorKnockTask]:
         async with self.runtime.db.sessions() as session:

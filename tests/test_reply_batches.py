@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 
 from channels.base import InboundText
 from dispatcher import reply_batches
-from dispatcher.models import Answer, Attempt, Call, InboxMessage
+from dispatcher.models import Attempt, Call, InboxMessage
 from dispatcher.runtime import Runtime
 from dispatcher.text_replies import Text
 from dispatcher.vocabulary import AttemptPurpose, AttemptStatus
@@ -48,15 +48,6 @@ async def burst(county: County, texts: list[tuple[str, str]]) -> list[httpx.Resp
             )
         )
     )
-
-
-async def answers_of(county: County, who: str) -> list[str]:
-    responder_id = await county.responder_id(who)
-    async with county.runtime.db.sessions() as session:
-        rows = await session.scalars(
-            select(Answer.meaning).where(Answer.responder_id == responder_id).order_by(Answer.id)
-        )
-        return list(rows)
 
 
 async def inbox(county: County) -> list[tuple[str, str]]:
@@ -114,7 +105,7 @@ async def test_one_persons_texts_in_a_batch_are_taken_in_the_order_they_came(
     await asyncio.gather(first, second)
 
     assert batch_sizes == [2]
-    assert await answers_of(county, "b2") == ["received", "help"]
+    assert await county.answers_of("b2") == ["received", "help"]
     call = (await county.calls(warning))["b2"]
     assert call.state == "answered" and call.answer_meaning == "help"
     assert len(await county.texts_to("t1", AttemptPurpose.NOTICE)) == 1
@@ -151,7 +142,7 @@ async def test_a_reply_arriving_twice_changes_the_call_once(county: County) -> N
     call = (await county.calls(warning))["b1"]
     assert call.state == "answered" and call.answer_meaning == "help"
     # both are on record, as given; the supervisor hears of the help request once
-    assert await answers_of(county, "b1") == ["help", "help"]
+    assert await county.answers_of("b1") == ["help", "help"]
     assert len(await county.texts_to("t1", AttemptPurpose.NOTICE)) == 1
 
 
@@ -171,7 +162,7 @@ async def test_a_reply_for_a_warning_cancelled_meanwhile(county: County) -> None
     assert rain_calls["a1"].state == rain_calls["b1"].state == "cancelled"
     assert "大风橙色预警" in (await county.texts_to("a1", AttemptPurpose.REPLY))[-1]
     # b1 had nothing open any more: a polite reply, and the text kept in the inbox
-    assert await answers_of(county, "b1") == []
+    assert await county.answers_of("b1") == []
     assert await inbox(county) == [(PHONE["b1"], "no_open_call")]
     assert await county.texts_to("b1", AttemptPurpose.REPLY)
 
@@ -200,7 +191,7 @@ async def test_a_failing_reply_fails_only_its_own_request(
     calls = await county.calls(warning)
     assert [calls[w].state for w in ("a1", "b1", "b2")] == ["answered"] * 3
     assert calls["a2"].state != "answered"
-    assert await answers_of(county, "a2") == []
+    assert await county.answers_of("a2") == []
 
 
 async def test_a_sender_too_long_for_a_phone_is_refused(county: County) -> None:
@@ -308,4 +299,4 @@ async def test_a_crowd_starts_a_second_batch_beside_one_in_flight(
         assert started_beside == 2 and len(batches[1]) == len(crowd)
         assert PHONE["b2"] not in batches[1]
     assert sorted(len(b) for b in batches)[-1] >= len(crowd)
-    assert await answers_of(county, "b2") == ["received", "on_duty"]
+    assert await county.answers_of("b2") == ["received", "on_duty"]

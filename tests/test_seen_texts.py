@@ -8,7 +8,7 @@ import asyncio
 import httpx
 from sqlalchemy import func, select
 
-from dispatcher.models import Answer, InboxMessage, SeenText
+from dispatcher.models import InboxMessage, SeenText
 from dispatcher.vocabulary import AttemptPurpose
 from tests.scenario import PHONE, County, county
 
@@ -22,15 +22,6 @@ async def post(county: County, who: str, body: str, sid: str | None) -> httpx.Re
     return await county.client.post("/hooks/sms/inbound", data=form)
 
 
-async def answers_of(county: County, who: str) -> list[str]:
-    responder_id = await county.responder_id(who)
-    async with county.runtime.db.sessions() as session:
-        rows = await session.scalars(
-            select(Answer.meaning).where(Answer.responder_id == responder_id).order_by(Answer.id)
-        )
-        return list(rows)
-
-
 async def count(county: County, model: type) -> int:
     async with county.runtime.db.sessions() as session:
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
@@ -42,7 +33,7 @@ async def test_a_reply_posted_again_is_taken_once(county: County) -> None:
     first = await post(county, "a1", "2 求助", "SM" + "1" * 32)
     again = await post(county, "a1", "2 求助", "SM" + "1" * 32)
     assert (first.status_code, again.status_code) == (200, 200)
-    assert await answers_of(county, "a1") == ["help"]
+    assert await county.answers_of("a1") == ["help"]
     assert len(await county.texts_to("a1", AttemptPurpose.REPLY)) == 1
     assert await count(county, SeenText) == 1
 
@@ -53,7 +44,7 @@ async def test_the_same_reply_posted_twice_at_once_is_taken_once(county: County)
     sid = "SM" + "2" * 32
     responses = await asyncio.gather(*(post(county, "a2", "1", sid) for _ in range(3)))
     assert [r.status_code for r in responses] == [200, 200, 200]
-    assert await answers_of(county, "a2") == ["received"]
+    assert await county.answers_of("a2") == ["received"]
     assert len(await county.texts_to("a2", AttemptPurpose.REPLY)) == 1
 
 
@@ -62,7 +53,7 @@ async def test_replies_with_their_own_ids_are_each_taken(county: County) -> None
     await county.work()
     await post(county, "a1", "1", "SM" + "3" * 32)
     await post(county, "a1", "2 求助", "SM" + "4" * 32)
-    assert await answers_of(county, "a1") == ["received", "help"]
+    assert await county.answers_of("a1") == ["received", "help"]
     assert len(await county.texts_to("a1", AttemptPurpose.REPLY)) == 2
 
 
@@ -79,5 +70,5 @@ async def test_texts_without_an_id_are_taken_as_they_come(county: County) -> Non
     await county.work()
     await post(county, "a1", "1", None)
     await post(county, "a1", "1", None)
-    assert await answers_of(county, "a1") == ["received", "received"]
+    assert await county.answers_of("a1") == ["received", "received"]
     assert await count(county, SeenText) == 0
