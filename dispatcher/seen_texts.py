@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import InboundText
 from dispatcher.bulk import insert_skipping_existing
-from dispatcher.models import SeenText
+from dispatcher.models import SeenText, table_of
 
 # An inbound text and the name of the provider it came through.
 Text = tuple[InboundText, str]
@@ -38,10 +38,14 @@ async def first_seen(session: AsyncSession, texts: Sequence[Text], now: datetime
             rows.append({"provider": key[0], "provider_message_id": key[1], "at": now})
     if not rows:
         return list(texts)
+    seen = table_of(SeenText)
+    # Rows as parameters, not as VALUES: one statement text whatever their number, so it
+    # is compiled once rather than for every batch.
     inserted = await session.execute(
-        insert_skipping_existing(session, SeenText, UNIQUE)
-        .values(rows)
-        .returning(SeenText.provider, SeenText.provider_message_id)
+        insert_skipping_existing(session, seen, UNIQUE).returning(
+            seen.c.provider, seen.c.provider_message_id
+        ),
+        rows,
     )
     new = {(provider, message_id) for provider, message_id in inserted}
     kept = []
