@@ -144,23 +144,27 @@ async def insert_columns(
     table: Table,
     columns: Mapping[str, Sequence[Any]],
     constants: Mapping[str, Any] | None = None,
-) -> None:
+    returning: str | None = None,
+) -> list[Any]:
     """Insert one row per position of `columns` (lists of equal length), each row also
-    taking the `constants`. A JSON value repeated as the same object is encoded once."""
+    taking the `constants`; returns the inserted rows' `returning` column, if one is
+    named (in no particular order). A JSON value repeated as the same object is encoded
+    once."""
     constants = dict(constants or {})
     count = len(next(iter(columns.values()), ()))
     if not count:
-        return
+        return []
     if not _is_postgresql(session):
         keys = list(columns)
-        await session.execute(
-            insert(table),
-            [
-                {**constants, **dict(zip(keys, row, strict=True))}
-                for row in zip(*columns.values(), strict=True)
-            ],
-        )
-        return
+        statement = insert(table)
+        rows = [
+            {**constants, **dict(zip(keys, row, strict=True))}
+            for row in zip(*columns.values(), strict=True)
+        ]
+        if returning is None:
+            await session.execute(statement, rows)
+            return []
+        return list(await session.scalars(statement.returning(table.c[returning]), rows))
     dialect = session.get_bind().dialect
     quote = dialect.identifier_preparer.quote
     values: dict[str, Any] = {}
@@ -176,14 +180,16 @@ async def insert_columns(
         selected.append(_as_column(table, name, f"v.c{number}"))
     names = ", ".join(quote(name) for name in [*constants, *columns])
     aliases = ", ".join(f"c{number}" for number in range(len(columns)))
+    back = f" RETURNING {quote(returning)}" if returning else ""
     # Table and column names come from the models, never from input.
-    await session.execute(
+    result = await session.execute(
         text(
             f"INSERT INTO {table.name} ({names}) SELECT {', '.join(selected)} "
-            f"FROM unnest({', '.join(arrays)}) AS v({aliases})"
+            f"FROM unnest({', '.join(arrays)}) AS v({aliases}){back}"
         ),
         values,
     )
+    return list(result.scalars()) if returning else []
 
 
 def _sql_type(table: Table, name: str, dialect: Any) -> str:

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import InboundText
 from dispatcher.answers import AnswerRows, open_calls_of, record_answer
 from dispatcher.audit import audit_row
-from dispatcher.bulk import id_in
+from dispatcher.bulk import id_in, insert_columns
 from dispatcher.fanout import attempt_row
 from dispatcher.models import Attempt, Call, Contact, InboxMessage, Region, table_of
 from dispatcher.phones import try_normalize_phone
@@ -88,25 +88,40 @@ async def handle_texts(
     await answered.rows.write(session, now)
     for context, warning_ids in answered.thanks:
         context["headlines"] = "、".join(headlines[w] for w in sorted(warning_ids))
-    rows = [
-        attempt_row(
-            call_id=None,
-            warning_id=None,
-            responder_id=responder_id,
-            purpose=AttemptPurpose.REPLY,
-            channel="sms",
-            address=phone,
-            now=now,
-            body=runtime.renderer.render(template, **context),
-        )
-        for phone, responder_id, template, context in replies
-    ]
+    # A burst's replies are mostly the same few texts: each is rendered once.
+    bodies: dict[tuple[str, tuple[tuple[str, object], ...]], str] = {}
+    texts_of: list[object] = []
+    for _, _, template, context in replies:
+        key = (template, tuple(sorted(context.items())))
+        if key not in bodies:
+            bodies[key] = runtime.renderer.render(template, **context)
+        texts_of.append(bodies[key])
+    columns: dict[str, list[object]] = {
+        "responder_id": [responder_id for _, responder_id, _, _ in replies],
+        "address": [phone for phone, _, _, _ in replies],
+        "body": texts_of,
+    }
     await session.flush()
-    attempts = table_of(Attempt)
-    reply_ids = await session.scalars(
-        insert(attempts).returning(attempts.c.id, sort_by_parameter_order=True), rows
+    reply_ids = await insert_columns(
+        session, table_of(Attempt), columns, reply_constants(now), returning="id"
     )
-    return [notice.id for notice in answered.notices] + list(reply_ids)
+    return [notice.id for notice in answered.notices] + sorted(reply_ids)
+
+
+def reply_constants(now: datetime) -> dict[str, object]:
+    """What every reply text queued by a batch has in common (all but its recipient)."""
+    row = attempt_row(
+        call_id=None,
+        warning_id=None,
+        responder_id=None,
+        purpose=AttemptPurpose.REPLY,
+        channel="sms",
+        address="",
+        now=now,
+    )
+    for varying in ("responder_id", "address", "body"):
+        del row[varying]
+    return row
 
 
 async def responders_by_phone(session: AsyncSession, phones: Sequence[str]) -> dict[str, list[int]]:
