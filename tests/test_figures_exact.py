@@ -10,13 +10,16 @@ many writers and compactions ran at once. The curve draws one step per column (0
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+import pytest
+from sqlalchemy import func, insert, select, update
+from sqlalchemy import text as sql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.counters import compact_added, compact_counters
@@ -30,10 +33,11 @@ from dispatcher.models import (
     FunnelCount,
     Region,
     Warning,
+    table_of,
 )
 from dispatcher.summary import EVERYTHING, region_tree, warning_summary
 from dispatcher.svg import CURVE_HEIGHT, CURVE_PAD, CURVE_WIDTH, answer_curve_svg
-from dispatcher.vocabulary import AttemptStatus, CallState
+from dispatcher.vocabulary import AttemptStatus, CallState, Meaning
 from tests.scenario import County, county  # noqa: F401  (fixture)
 
 
@@ -297,6 +301,43 @@ async def test_counters_stay_exact_with_concurrent_writers(county: County) -> No
     await _assert_figures_recounted(county, warning)
     await _compact_all(county, warning)
     await _assert_figures_recounted(county, warning)
+
+
+async def test_first_answer_is_found_by_one_probe_however_many_answers(
+    county: County,  # noqa: F811
+) -> None:
+    """The answers trigger asks each new answer's call for its first answer (`min(id)`).
+    With statistics showing many answers per call, that must still be one probe of the
+    call's answers in id order, not a walk over every answer from the lowest id (0022)."""
+    if county.runtime.db.is_sqlite:
+        pytest.skip("a PostgreSQL plan: SQLite's row trigger looks up one call per row")
+    warning = await county.warn("PLAN")
+    calls = list((await county.calls(warning)).values())
+    now = county.clock.now()
+    rows = [
+        {
+            "call_id": call.id,
+            "responder_id": call.responder_id,
+            "channel": "sms",
+            "raw": "3",
+            "meaning": Meaning.ON_DUTY,
+            "at": now,
+        }
+        for _ in range(300)
+        for call in calls
+    ]
+    async with county.runtime.db.transaction() as session:
+        await session.execute(insert(table_of(Answer)), rows)
+    engine = county.runtime.db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    async with engine.connect() as connection:
+        await connection.execute(sql("ANALYZE answers"))
+        plan = await connection.scalar(
+            sql("EXPLAIN (FORMAT JSON) SELECT min(e.id) FROM answers e WHERE e.call_id = :c"),
+            {"c": calls[-1].id},
+        )
+    plan_text = plan if isinstance(plan, str) else json.dumps(plan)
+    assert "ix_answers_call_first" in plan_text
+    assert "answers_pkey" not in plan_text
 
 
 def test_curve_draws_one_step_per_column() -> None:
