@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from dispatcher import event_loop
 from dispatcher.config import Settings
 
 READY = "ready"
@@ -88,5 +89,5 @@ def child_main(serve: Callable[[Settings], Coroutine[Any, Any, float]]) -> None:
     """A child's `main`: settings from stdin, `serve` until stdin closes, then its RSS."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings.model_validate_json(sys.stdin.readline())
-    rss = asyncio.run(serve(settings))
+    rss = event_loop.run(serve(settings))
     print(json.dumps({"peak_rss_mb": round(rss, 1)}), flush=True)

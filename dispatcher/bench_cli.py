@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+from dispatcher import event_loop
 from dispatcher.bench import CHANNELS, BenchOptions, print_report, run_bench
 from dispatcher.bench_world import NotABenchDatabase
 
@@ -67,7 +67,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
     )
     try:
-        report = asyncio.run(run_bench(options))
+        report = event_loop.run(run_bench(options))
     except NotABenchDatabase as error:
         print(f"jiaoying bench: {error}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import uvicorn
 
+from dispatcher import event_loop
 from dispatcher.app import create_app
 from dispatcher.bench_cli import add_bench_parser, run_bench_command
 from dispatcher.clock import Clock, SystemClock
@@ -194,20 +195,20 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(settings)
     try:
         if args.command == "serve":
-            asyncio.run(_serve(settings, api=True, worker=not args.api_only))
+            event_loop.run(_serve(settings, api=True, worker=not args.api_only))
         elif args.command == "worker":
-            asyncio.run(_serve(settings, api=False, worker=True))
+            event_loop.run(_serve(settings, api=False, worker=True))
         elif args.command == "db":
-            asyncio.run(_upgrade(settings))
+            event_loop.run(_upgrade(settings))
             print("database is at the latest revision")
         elif args.command == "user":
-            return asyncio.run(_add_user(settings, args))
+            return event_loop.run(_add_user(settings, args))
         elif args.command == "import":
-            return asyncio.run(_import(settings, args.directory))
+            return event_loop.run(_import(settings, args.directory))
         elif args.command == "demo":
             from dispatcher.demo import run_demo
 
-            return asyncio.run(
+            return event_loop.run(
                 run_demo(settings, speed=args.speed, port=args.port, until_done=args.until_done)
             )
     except KeyboardInterrupt:

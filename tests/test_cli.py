@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import os
 import subprocess
 import sys
@@ -9,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from dispatcher import event_loop
 
 
 def run(args: list[str], cwd: Path, timeout: float = 100) -> subprocess.CompletedProcess[str]:
@@ -81,3 +85,11 @@ def test_user_add_takes_the_password_from_stdin(tmp_path: Path) -> None:
     assert short.returncode == 1 and "password" in short.stderr
     nowhere = user_add("town", "--role", "supervisor", "--region", "441799100000")
     assert nowhere.returncode == 1 and "no region with code" in nowhere.stderr
+
+
+def test_commands_run_on_uvloop_where_it_is_installed() -> None:
+    async def loop_module() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    expected = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    assert event_loop.run(loop_module()).split(".")[0] == expected
