@@ -8,10 +8,18 @@ once, so the texts arriving while one waits on the database gather into the next
 rather than behind it; a text waits for any batch holding an earlier text from the same
 number, so one person's texts are still taken in the order they came. (SQLite writes
 one transaction at a time: one batch there.) A callback's `record` returns only after
-the transaction holding its texts has committed and their replies are enqueued, so a
-provider's 200 still means the answer is stored. A failed batch is tried again callback
-by callback, so one bad text fails only its own request. With one callback at a time
-this is simply one transaction per callback.
+the transaction holding its texts has committed, so a provider's 200 still means the
+answer is stored. A failed batch is tried again callback by callback, so one bad text
+fails only its own request. With one callback at a time this is simply one transaction
+per callback.
+
+The replies (thank-you texts) a batch queues are handed to the workers together with
+those of the batches after it: in a burst a batch holds a dozen replies, and a send job
+of a dozen costs the workers as much as one of `SEND_BATCH`. They are enqueued once
+`SEND_BATCH` are owed, or as soon as no batch is in flight and no callback waits, before
+the callbacks of that last batch are answered: a lone reply goes out at once, and a
+burst's last replies as soon as it ends. Replies committed but not yet enqueued when the
+process stops are queued sends on record, which the sweep enqueues.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from dispatcher.phones import try_normalize_phone
+from dispatcher.queue import SEND_BATCH
 from dispatcher.text_replies import Text, handle_texts
 
 if TYPE_CHECKING:
@@ -58,6 +67,8 @@ class ReplyBatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         # Numbers with a text in a batch in flight: their next texts wait for it.
         self._busy: Counter[str] = Counter()
+        # Replies committed by batches, not yet enqueued.
+        self._owed: list[int] = []
 
     async def record(self, runtime: Runtime, texts: Sequence[Text]) -> None:
         """Record one callback's texts; returns once they are committed."""
@@ -139,13 +150,17 @@ class ReplyBatcher:
             for waiting in batch:
                 _fail(waiting.future, exc)
             raise
-        try:
-            await runtime.queue.enqueue_attempts(attempt_ids)
-        except Exception as exc:
-            # Committed, so never tried again here; the sweep enqueues queued sends.
-            for waiting in batch:
-                _fail(waiting.future, exc)
-            return
+        self._owed += attempt_ids
+        # This task is still counted in flight: alone, and nobody waiting, is the end.
+        if len(self._owed) >= SEND_BATCH or (len(self._tasks) == 1 and not self._waiting):
+            owed, self._owed = self._owed, []
+            try:
+                await runtime.queue.enqueue_attempts(owed)
+            except Exception as exc:
+                # Committed, so never tried again here; the sweep enqueues queued sends.
+                for waiting in batch:
+                    _fail(waiting.future, exc)
+                return
         for waiting in batch:
             if not waiting.future.done():
                 waiting.future.set_result(None)

@@ -300,3 +300,59 @@ async def test_a_crowd_starts_a_second_batch_beside_one_in_flight(
         assert PHONE["b2"] not in batches[1]
     assert sorted(len(b) for b in batches)[-1] >= len(crowd)
     assert await county.answers_of("b2") == ["received", "on_duty"]
+
+
+async def test_the_replies_of_a_burst_go_to_the_workers_together(
+    county: County, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch finishing while more callbacks wait leaves its replies owed; the batch that
+    leaves nobody waiting enqueues them all, before its callbacks are answered."""
+    await county.warn("RAIN", "red")
+    await county.work()
+    runtime = county.runtime
+    store = reply_batches.store_texts
+    first_in_flight = asyncio.Event()
+    release_first = asyncio.Event()
+    batches: list[int] = []
+
+    async def held_first(runtime: Runtime, texts: Sequence[Text]) -> list[int]:
+        batches.append(len(texts))
+        if len(batches) == 1:
+            first_in_flight.set()
+            await release_first.wait()
+        return await store(runtime, texts)
+
+    monkeypatch.setattr(reply_batches, "store_texts", held_first)
+    enqueued: list[list[int]] = []
+    enqueue = runtime.queue.enqueue_attempts
+
+    async def watched(attempt_ids: Sequence[int]) -> int:
+        enqueued.append(sorted(attempt_ids))
+        return await enqueue(attempt_ids)
+
+    monkeypatch.setattr(runtime.queue, "enqueue_attempts", watched)
+
+    def record(who: str) -> asyncio.Task[None]:
+        texts = [(InboundText(PHONE[who], "1"), "simulated-sms")]
+        return asyncio.create_task(runtime.replies.record(runtime, texts))
+
+    first = record("a1")
+    await first_in_flight.wait()
+    rest = [record(who) for who in ("a2", "a3", "b1", "b2")]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    release_first.set()
+    await first
+    assert enqueued == []  # owed: the others still wait
+    await asyncio.gather(*rest)
+
+    assert batches == [1, 4]
+    async with runtime.db.sessions() as session:
+        replies = await session.scalars(
+            select(Attempt.id).where(Attempt.purpose == AttemptPurpose.REPLY).order_by(Attempt.id)
+        )
+        assert enqueued == [list(replies)]
+    await county.work()
+    for who in ("a1", "a2", "a3", "b1", "b2"):
+        (thanks,) = await county.texts_to(who, AttemptPurpose.REPLY)
+        assert "暴雨红色预警" in thanks
