@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatcher.audit import audit_row
-from dispatcher.bulk import id_in, insert_columns, update_rows
+from dispatcher.bulk import ids_value, in_ids_param, insert_columns, update_rows
 from dispatcher.messages import Renderer
 from dispatcher.models import (
     Answer,
@@ -244,14 +245,30 @@ async def open_calls_of(session: AsyncSession, responder_ids: list[int]) -> Open
     send queued for one of them after that is skipped when claimed (its call answered)."""
     if not responder_ids:
         return OpenCalls([], {})
+    lock_sends, lock_calls = _open_call_statements(session.get_bind().dialect.name == "postgresql")
+    people = {"responder_ids": ids_value(session, responder_ids)}
+    queued: dict[int, list[int]] = {}
+    for attempt_id, call_id in await session.execute(lock_sends, people):
+        if call_id is not None:  # joined to its call: never None
+            queued.setdefault(call_id, []).append(attempt_id)
+    rows = await session.execute(lock_calls, people)
+    return OpenCalls([(call, headline) for call, headline in rows], queued)
+
+
+@cache
+def _open_call_statements(
+    postgresql: bool,
+) -> tuple[Select[int, int | None], Select[Call, str]]:
+    """`open_calls_of`'s two statements, built once per back end: every batch of replies
+    runs them, and building them cost as much as running them."""
     open_call = (
         # One statement text whatever the number of people (a list of parameters would be
         # a statement of its own, prepared again, for each batch size).
-        id_in(session, Call.responder_id, responder_ids),
+        in_ids_param(Call.responder_id, "responder_ids", postgresql),
         Warning.state == "active",
         Call.state.in_([*ANSWERABLE_CALL_STATES, CallState.ANSWERED]),
     )
-    sends = await session.execute(
+    lock_sends = (
         select(Attempt.id, Attempt.call_id)
         .join(Call, Call.id == Attempt.call_id)
         .join(Warning, Warning.id == Call.warning_id)
@@ -263,15 +280,11 @@ async def open_calls_of(session: AsyncSession, responder_ids: list[int]) -> Open
         .order_by(Attempt.id)
         .with_for_update(of=Attempt)
     )
-    queued: dict[int, list[int]] = {}
-    for attempt_id, call_id in sends:
-        if call_id is not None:  # joined to its call: never None
-            queued.setdefault(call_id, []).append(attempt_id)
-    rows = await session.execute(
+    lock_calls = (
         select(Call, Warning.headline)
         .join(Warning, Warning.id == Call.warning_id)
         .where(*open_call)
         .order_by(Call.id)
         .with_for_update(of=Call)
     )
-    return OpenCalls([(call, headline) for call, headline in rows], queued)
+    return lock_sends, lock_calls

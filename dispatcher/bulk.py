@@ -4,6 +4,9 @@ the insert itself, each done the fast way on each back end.
 * `id_in`: `column` is one of these ids, as a single parameter whatever their number
   (`IN (SELECT unnest(array))` on PostgreSQL, `IN (SELECT value FROM json_each(...))` on
   SQLite), so 100,000 ids are neither 100,000 bind parameters nor 200 round trips.
+* `in_ids_param` / `ids_value`: the same condition in a statement built once, the ids
+  given at execution as a named parameter: a statement a hot path runs for every batch
+  costs SQLAlchemy no construction and no cache key of its own each time.
 * `reserve_ids`: ids for rows not yet written, so whatever derives from an id (a call's
   answer code) is computed before the insert instead of by an UPDATE after it. PostgreSQL
   draws them from the table's sequence; SQLite continues after the largest id, which is
@@ -26,6 +29,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -34,6 +38,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    TextClause,
     bindparam,
     func,
     insert,
@@ -47,6 +52,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.db import UTCDateTime
+
+# What the PostgreSQL statements built here are spelled for (types, quoting).
+_POSTGRESQL = postgresql.dialect()
 
 
 def _is_postgresql(session: AsyncSession) -> bool:
@@ -63,6 +71,22 @@ def id_in(session: AsyncSession, column: Any, ids: Sequence[int | str]) -> Colum
     else:
         values = select(text("value")).select_from(func.json_each(json.dumps(list(ids))))
     return column.in_(values)  # type: ignore[no-any-return]
+
+
+def in_ids_param(column: Any, name: str, postgresql: bool) -> ColumnElement[bool]:
+    """`column` is one of the ids passed at execution as parameter `name`, its value
+    made by `ids_value`; for a statement built once per back end (`postgresql` or not)."""
+    if postgresql:
+        kind = String if isinstance(column.type, String) else Integer
+        values = select(func.unnest(bindparam(name, type_=ARRAY(kind))))
+    else:
+        values = select(text("value")).select_from(func.json_each(bindparam(name, type_=String)))
+    return column.in_(values)  # type: ignore[no-any-return]
+
+
+def ids_value(session: AsyncSession, ids: Sequence[int | str]) -> Any:
+    """The value of an `in_ids_param` parameter on the session's back end."""
+    return list(ids) if _is_postgresql(session) else json.dumps(list(ids))
 
 
 async def reserve_ids(session: AsyncSession, table: Table, count: int) -> list[int]:
@@ -166,30 +190,39 @@ async def insert_columns(
             return []
         return list(await session.scalars(statement.returning(table.c[returning]), rows))
     dialect = session.get_bind().dialect
-    quote = dialect.identifier_preparer.quote
     values: dict[str, Any] = {}
-    selected: list[str] = []
     for number, (name, value) in enumerate(constants.items()):
         [values[f"c{number}"]] = _column_values(table, name, [value], dialect)
-        cast = f"CAST(:c{number} AS {_sql_type(table, name, dialect)})"
-        selected.append(_as_column(table, name, cast))
-    arrays = []
     for number, (name, column) in enumerate(columns.items()):
         values[f"p{number}"] = _column_values(table, name, column, dialect)
-        arrays.append(f"CAST(:p{number} AS {_sql_type(table, name, dialect)}[])")
+    unnest = _unnest_insert(table, tuple(constants), tuple(columns), returning)
+    result = await session.execute(unnest, values)
+    return list(result.scalars()) if returning else []
+
+
+@lru_cache(maxsize=256)
+def _unnest_insert(
+    table: Table, constants: tuple[str, ...], columns: tuple[str, ...], returning: str | None
+) -> TextClause:
+    """`insert_columns`' statement on PostgreSQL, built once per shape: the hot paths
+    insert the same columns batch after batch."""
+    quote = _POSTGRESQL.identifier_preparer.quote
+    selected: list[str] = []
+    for number, name in enumerate(constants):
+        cast = f"CAST(:c{number} AS {_sql_type(table, name, _POSTGRESQL)})"
+        selected.append(_as_column(table, name, cast))
+    arrays = []
+    for number, name in enumerate(columns):
+        arrays.append(f"CAST(:p{number} AS {_sql_type(table, name, _POSTGRESQL)}[])")
         selected.append(_as_column(table, name, f"v.c{number}"))
     names = ", ".join(quote(name) for name in [*constants, *columns])
     aliases = ", ".join(f"c{number}" for number in range(len(columns)))
     back = f" RETURNING {quote(returning)}" if returning else ""
     # Table and column names come from the models, never from input.
-    result = await session.execute(
-        text(
-            f"INSERT INTO {table.name} ({names}) SELECT {', '.join(selected)} "
-            f"FROM unnest({', '.join(arrays)}) AS v({aliases}){back}"
-        ),
-        values,
+    return text(
+        f"INSERT INTO {table.name} ({names}) SELECT {', '.join(selected)} "
+        f"FROM unnest({', '.join(arrays)}) AS v({aliases}){back}"
     )
-    return list(result.scalars()) if returning else []
 
 
 def _sql_type(table: Table, name: str, dialect: Any) -> str:
@@ -243,28 +276,39 @@ async def update_rows(
             [{f"b_{name}": v for name, v in zip(columns, row, strict=True)} for row in rows],
         )
         return
-    dialect = session.get_bind().dialect
-    quote = dialect.identifier_preparer.quote
     records = _copy_records(table, columns, rows)
-    arrays, casts = {}, []
+    arrays = {f"p{n}": [record[n] for record in records] for n in range(len(columns))}
+    await session.execute(_unnest_update(table, tuple(columns)), arrays)
+
+
+@lru_cache(maxsize=256)
+def _unnest_update(table: Table, columns: tuple[str, ...]) -> TextClause:
+    """`update_rows`' statement on PostgreSQL, built once per shape."""
+    quote = _POSTGRESQL.identifier_preparer.quote
+    key, values = columns[0], columns[1:]
+    casts = []
     for number, name in enumerate(columns):
         kind = table.c[name].type
         kind = kind.impl_instance if isinstance(kind, UTCDateTime) else kind
-        arrays[f"p{number}"] = [record[number] for record in records]
-        casts.append(f"CAST(:p{number} AS {kind.compile(dialect)}[])")
+        casts.append(f"CAST(:p{number} AS {kind.compile(_POSTGRESQL)}[])")
     names = ", ".join(quote(name) for name in columns)
     assignments = ", ".join(f"{quote(name)} = v.{quote(name)}" for name in values)
     # Table and column names come from the models, never from input.
-    await session.execute(
-        text(
-            f"UPDATE {table.name} SET {assignments} FROM unnest({', '.join(casts)}) AS v({names}) "
-            f"WHERE {table.name}.{quote(key)} = v.{quote(key)}"
-        ),
-        arrays,
+    return text(
+        f"UPDATE {table.name} SET {assignments} FROM unnest({', '.join(casts)}) AS v({names}) "
+        f"WHERE {table.name}.{quote(key)} = v.{quote(key)}"
     )
 
 
-def insert_skipping_existing(session: AsyncSession, model: Any, unique: list[str]) -> Any:
-    """INSERT into `model` that skips rows whose `unique` columns are already there."""
-    dialect = postgresql if _is_postgresql(session) else sqlite
+def insert_skipping_existing(
+    session_or_dialect: AsyncSession | str, model: Any, unique: list[str]
+) -> Any:
+    """INSERT into `model` that skips rows whose `unique` columns are already there, for
+    the session's back end (or the dialect named)."""
+    name = (
+        session_or_dialect
+        if isinstance(session_or_dialect, str)
+        else session_or_dialect.get_bind().dialect.name
+    )
+    dialect = postgresql if name == "postgresql" else sqlite
     return dialect.insert(model).on_conflict_do_nothing(index_elements=unique)

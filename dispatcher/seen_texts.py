@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,15 +40,9 @@ async def first_seen(session: AsyncSession, texts: Sequence[Text], now: datetime
             rows.append({"provider": key[0], "provider_message_id": key[1], "at": now})
     if not rows:
         return list(texts)
-    seen = table_of(SeenText)
     # Rows as parameters, not as VALUES: one statement text whatever their number, so it
     # is compiled once rather than for every batch.
-    inserted = await session.execute(
-        insert_skipping_existing(session, seen, UNIQUE).returning(
-            seen.c.provider, seen.c.provider_message_id
-        ),
-        rows,
-    )
+    inserted = await session.execute(_statement(session.get_bind().dialect.name), rows)
     new = {(provider, message_id) for provider, message_id in inserted}
     kept = []
     for event, provider in texts:
@@ -56,3 +52,12 @@ async def first_seen(session: AsyncSession, texts: Sequence[Text], now: datetime
             new.discard(key)  # a second copy in the same batch is left out too
             kept.append((event, provider))
     return kept
+
+
+@cache
+def _statement(dialect: str) -> Any:
+    """The insert of `first_seen`, built once per back end (every batch of replies runs it)."""
+    seen = table_of(SeenText)
+    return insert_skipping_existing(dialect, seen, UNIQUE).returning(
+        seen.c.provider, seen.c.provider_message_id
+    )

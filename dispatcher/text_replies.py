@@ -12,15 +12,16 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import InboundText
 from dispatcher.answers import AnswerRows, open_calls_of, record_answer
 from dispatcher.audit import audit_row
-from dispatcher.bulk import id_in, insert_columns
+from dispatcher.bulk import ids_value, in_ids_param, insert_columns
 from dispatcher.fanout import attempt_row
 from dispatcher.models import Attempt, Call, Contact, InboxMessage, Region, table_of
 from dispatcher.phones import try_normalize_phone
@@ -129,15 +130,22 @@ async def responders_by_phone(session: AsyncSession, phones: Sequence[str]) -> d
     found: dict[str, list[int]] = defaultdict(list)
     if not phones:
         return found
-    rows = await session.execute(
-        select(Contact.value, Contact.responder_id)
-        .where(Contact.kind == "phone", id_in(session, Contact.value, sorted(set(phones))))
-        .order_by(Contact.id)
-    )
+    statement = _phone_statement(session.get_bind().dialect.name == "postgresql")
+    rows = await session.execute(statement, {"phones": ids_value(session, sorted(set(phones)))})
     for phone, responder_id in rows:
         if responder_id not in found[phone]:
             found[phone].append(responder_id)
     return found
+
+
+@cache
+def _phone_statement(postgresql: bool) -> Select[str, int]:
+    """`responders_by_phone`'s statement, built once per back end (every batch runs it)."""
+    return (
+        select(Contact.value, Contact.responder_id)
+        .where(Contact.kind == "phone", in_ids_param(Contact.value, "phones", postgresql))
+        .order_by(Contact.id)
+    )
 
 
 @dataclass
