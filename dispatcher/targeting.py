@@ -26,7 +26,7 @@ from typing import Any
 from shapely.geometry import shape as geojson_shape
 from shapely.geometry.base import BaseGeometry
 from shapely.prepared import prep
-from sqlalchemy import ColumnElement, false, or_, select
+from sqlalchemy import ColumnElement, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.models import Duty, Region, Responder, Speaker
@@ -187,23 +187,41 @@ async def resolve_target(
     if partial:
         conditions.append(Region.id.in_(partial))
     selected = or_(false(), *conditions)
-    regions = (await session.execute(select(Region.id, Region.depth).where(selected))).all()
-    depth = {rid: d for rid, d in regions}
-    target.region_ids = set(depth)
-    duty_rows = await session.execute(
-        select(Duty.responder_id, Duty.region_id, Responder.role)
-        .join(Responder, Responder.id == Duty.responder_id)
-        .join(Region, Region.id == Duty.region_id)
-        .where(selected, Responder.active.is_(True))
-    )
-    for responder_id, region_id, role in duty_rows:
-        if roles and role not in roles:
-            continue
-        current = target.responders.get(responder_id)
-        if current is None or depth[region_id] > depth[current]:
+    target.region_ids = set(await session.scalars(select(Region.id).where(selected)))
+    deepest: dict[int, int] = {}
+    for responder_id, region_id, depth in await _duties(session, selected, roles):
+        if depth > deepest.get(responder_id, -1):
+            deepest[responder_id] = depth
             target.responders[responder_id] = region_id
     speaker_ids = await session.scalars(
         select(Speaker.id).join(Region, Region.id == Speaker.region_id).where(selected)
     )
     target.speakers = list(speaker_ids)
     return target
+
+
+async def _duties(
+    session: AsyncSession, selected: ColumnElement[bool], roles: list[str]
+) -> Iterable[tuple[int, int, int]]:
+    """(responder id, duty region id, that region's depth) of the active responders with
+    one of `roles` (any, if none) on duty in the selected regions. On PostgreSQL they come
+    as three arrays in one row: read as 100,000 rows, a provincial warning's duties took
+    three times as long, and the webhook's first sends wait for them."""
+    conditions = [selected, Responder.active.is_(True)]
+    if roles:
+        conditions.append(Responder.role.in_(roles))
+    columns = (Duty.responder_id, Duty.region_id, Region.depth)
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    query = (
+        select(*(func.array_agg(column) for column in columns)) if postgresql else select(*columns)
+    )
+    query = (
+        query.select_from(Duty)
+        .join(Responder, Responder.id == Duty.responder_id)
+        .join(Region, Region.id == Duty.region_id)
+        .where(*conditions)
+    )
+    if postgresql:
+        arrays = (await session.execute(query)).one()
+        return zip(*(array or [] for array in arrays), strict=True)
+    return [(r, g, d) for r, g, d in await session.execute(query)]
