@@ -235,6 +235,7 @@ async def _apply_due_steps(runtime: Runtime) -> int:
     """Step every due call, `sweep_parallel` chunks at once on PostgreSQL (one at a time
     on SQLite, which has one writer). `SKIP LOCKED` gives each lane its own calls; a lane
     stops at a short chunk, when what is left is due to no one or held by another lane.
+    The lanes start once a first chunk, taken alone, came back full.
     A lane that fails lets the others finish the chunk they hold, then the sweep raises:
     what committed is done once, what rolled back is due again for the next sweep.
 
@@ -248,22 +249,32 @@ async def _apply_due_steps(runtime: Runtime) -> int:
     failed: list[BaseException] = []
     batch_ids: list[int] = []
 
-    async def lane() -> int:
+    more = True
+
+    async def lane(chunks: int | None = None) -> int:
+        nonlocal more
         applied = 0
         try:
-            while not failed:
+            while not failed and chunks != 0:
                 taken, outcome = await _step_chunk(runtime, size)
                 applied += outcome.applied
                 batch_ids.extend(outcome.batch_ids)
                 await _enqueue(runtime, outcome.attempt_ids, [])
-                if taken < size:
+                more = taken == size
+                if not more:
                     break
+                chunks = None if chunks is None else chunks - 1
         except BaseException as error:
             failed.append(error)
         return applied
 
     try:
-        applied = sum(await asyncio.gather(*(lane() for _ in range(lanes))))
+        # The first chunk alone: a sweep with less than a chunk due (most of them) is not
+        # split between lanes, which would each take part of a region's silent calls and
+        # tell a door-knock task's assignee of only some of them.
+        applied = await lane(chunks=1)
+        if more and not failed:
+            applied += sum(await asyncio.gather(*(lane() for _ in range(lanes))))
     finally:
         await _enqueue(runtime, [], batch_ids)
     if failed:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from dispatcher import escalation
 from dispatcher.app import create_app
 from dispatcher.clock import ManualClock
 from dispatcher.directory import import_directory
@@ -294,3 +295,25 @@ async def test_sweeps_side_by_side_step_each_call_once(
         )
         per_step = Counter((call_id, detail["step"]) for call_id, detail in events)
         assert set(per_step.values()) == {1}
+
+
+async def test_a_sweep_with_less_than_a_chunk_due_takes_it_in_one_chunk(
+    backend: Backend, clock: ManualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lanes start only once a first chunk came back full: two lanes racing for a few due
+    calls would each take part of a region's silent people, and the door-knock task's
+    assignee would be told of only some of them."""
+    chunks: list[int] = []
+    step_chunk = escalation._step_chunk
+
+    async def counted(runtime: Runtime, size: int) -> Any:
+        taken, outcome = await step_chunk(runtime, size)
+        chunks.append(taken)
+        return taken, outcome
+
+    monkeypatch.setattr(escalation, "_step_chunk", counted)
+    async with world(backend, clock, tmp_path, 500) as w:
+        await w.warn_every_level()
+        [report] = await w.sweep_at(5)
+    assert report.steps > 0
+    assert chunks == [report.steps]
