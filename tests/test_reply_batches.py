@@ -36,6 +36,37 @@ def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sizes
 
 
+class HeldFirstBatch:
+    """`store_texts` watched: the first batch waits, once started, until `release` is set;
+    each batch's senders are kept in `batches`."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.batches: list[list[str]] = []
+        self.in_flight = asyncio.Event()
+        self.release = asyncio.Event()
+        store = reply_batches.store_texts
+
+        async def held_first(runtime: Runtime, texts: Sequence[Text]) -> list[int]:
+            self.batches.append([event.sender for event, _ in texts])
+            if len(self.batches) == 1:
+                self.in_flight.set()
+                await self.release.wait()
+            return await store(runtime, texts)
+
+        monkeypatch.setattr(reply_batches, "store_texts", held_first)
+
+
+@pytest.fixture
+def held_first_batch(monkeypatch: pytest.MonkeyPatch) -> HeldFirstBatch:
+    return HeldFirstBatch(monkeypatch)
+
+
+def record(runtime: Runtime, phone: str, body: str) -> asyncio.Task[None]:
+    """One callback's text, recorded as the SMS hook records it."""
+    texts = [(InboundText(phone, body), "simulated-sms")]
+    return asyncio.create_task(runtime.replies.record(runtime, texts))
+
+
 async def burst(county: County, texts: list[tuple[str, str]]) -> list[httpx.Response]:
     """Post the texts at once, as a provider does when many people answer together."""
     return list(
@@ -258,71 +289,45 @@ async def test_a_form_of_too_many_fields_is_refused(county: County) -> None:
 
 
 async def test_a_crowd_starts_a_second_batch_beside_one_in_flight(
-    county: County, monkeypatch: pytest.MonkeyPatch
+    county: County, held_first_batch: HeldFirstBatch
 ) -> None:
     """While one batch waits on the database, a crowd of replies is recorded beside it
     (on PostgreSQL); a text from a number whose earlier text is in flight waits for it."""
     await county.warn("RAIN", "red")
     await county.work()
     runtime = county.runtime
-    store = reply_batches.store_texts
-    first_in_flight = asyncio.Event()
-    release_first = asyncio.Event()
-    batches: list[list[str]] = []
+    held = held_first_batch
 
-    async def held_first(runtime: Runtime, texts: Sequence[Text]) -> list[int]:
-        batches.append([event.sender for event, _ in texts])
-        if len(batches) == 1:
-            first_in_flight.set()
-            await release_first.wait()
-        return await store(runtime, texts)
-
-    monkeypatch.setattr(reply_batches, "store_texts", held_first)
-
-    def record(phone: str, body: str) -> asyncio.Task[None]:
-        texts = [(InboundText(phone, body), "simulated-sms")]
-        return asyncio.create_task(runtime.replies.record(runtime, texts))
-
-    first = record(PHONE["b2"], "1")
-    await first_in_flight.wait()
-    crowd = [record(f"+86139000000{i:02d}", "1") for i in range(reply_batches.SECOND_BATCH)]
-    later = record(PHONE["b2"], "3")
+    first = record(runtime, PHONE["b2"], "1")
+    await held.in_flight.wait()
+    crowd = [
+        record(runtime, f"+86139000000{i:02d}", "1") for i in range(reply_batches.SECOND_BATCH)
+    ]
+    later = record(runtime, PHONE["b2"], "3")
     for _ in range(10):  # let whatever can start run
         await asyncio.sleep(0)
-    started_beside = len(batches)
-    release_first.set()
+    started_beside = len(held.batches)
+    held.release.set()
     await asyncio.gather(first, later, *crowd)
 
     if runtime.db.is_sqlite:
         assert started_beside == 1  # one writer at a time
     else:
-        assert started_beside == 2 and len(batches[1]) == len(crowd)
-        assert PHONE["b2"] not in batches[1]
-    assert sorted(len(b) for b in batches)[-1] >= len(crowd)
+        assert started_beside == 2 and len(held.batches[1]) == len(crowd)
+        assert PHONE["b2"] not in held.batches[1]
+    assert sorted(len(b) for b in held.batches)[-1] >= len(crowd)
     assert await county.answers_of("b2") == ["received", "on_duty"]
 
 
 async def test_the_replies_of_a_burst_go_to_the_workers_together(
-    county: County, monkeypatch: pytest.MonkeyPatch
+    county: County, held_first_batch: HeldFirstBatch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A batch finishing while more callbacks wait leaves its replies owed; the batch that
     leaves nobody waiting enqueues them all, before its callbacks are answered."""
     await county.warn("RAIN", "red")
     await county.work()
     runtime = county.runtime
-    store = reply_batches.store_texts
-    first_in_flight = asyncio.Event()
-    release_first = asyncio.Event()
-    batches: list[int] = []
-
-    async def held_first(runtime: Runtime, texts: Sequence[Text]) -> list[int]:
-        batches.append(len(texts))
-        if len(batches) == 1:
-            first_in_flight.set()
-            await release_first.wait()
-        return await store(runtime, texts)
-
-    monkeypatch.setattr(reply_batches, "store_texts", held_first)
+    held = held_first_batch
     enqueued: list[list[int]] = []
     enqueue = runtime.queue.enqueue_attempts
 
@@ -332,21 +337,17 @@ async def test_the_replies_of_a_burst_go_to_the_workers_together(
 
     monkeypatch.setattr(runtime.queue, "enqueue_attempts", watched)
 
-    def record(who: str) -> asyncio.Task[None]:
-        texts = [(InboundText(PHONE[who], "1"), "simulated-sms")]
-        return asyncio.create_task(runtime.replies.record(runtime, texts))
-
-    first = record("a1")
-    await first_in_flight.wait()
-    rest = [record(who) for who in ("a2", "a3", "b1", "b2")]
+    first = record(runtime, PHONE["a1"], "1")
+    await held.in_flight.wait()
+    rest = [record(runtime, PHONE[who], "1") for who in ("a2", "a3", "b1", "b2")]
     for _ in range(10):
         await asyncio.sleep(0)
-    release_first.set()
+    held.release.set()
     await first
     assert enqueued == []  # owed: the others still wait
     await asyncio.gather(*rest)
 
-    assert batches == [1, 4]
+    assert [len(b) for b in held.batches] == [1, 4]
     async with runtime.db.sessions() as session:
         replies = await session.scalars(
             select(Attempt.id).where(Attempt.purpose == AttemptPurpose.REPLY).order_by(Attempt.id)
