@@ -141,6 +141,10 @@ class ReplyBatcher:
         except Exception as exc:
             if len(batch) == 1:
                 _fail(batch[0].future, exc)
+                try:
+                    await self._hand_over(runtime)  # the replies of the batches before
+                except Exception:
+                    log.exception("enqueueing replies failed; the sweep enqueues them")
                 return
             log.warning("recording %d replies together failed (%s); one by one", len(batch), exc)
             for waiting in batch:
@@ -151,19 +155,23 @@ class ReplyBatcher:
                 _fail(waiting.future, exc)
             raise
         self._owed += attempt_ids
-        # This task is still counted in flight: alone, and nobody waiting, is the end.
-        if len(self._owed) >= SEND_BATCH or (len(self._tasks) == 1 and not self._waiting):
-            owed, self._owed = self._owed, []
-            try:
-                await runtime.queue.enqueue_attempts(owed)
-            except Exception as exc:
-                # Committed, so never tried again here; the sweep enqueues queued sends.
-                for waiting in batch:
-                    _fail(waiting.future, exc)
-                return
+        try:
+            await self._hand_over(runtime)
+        except Exception as exc:
+            # Committed, so never tried again here; the sweep enqueues queued sends.
+            for waiting in batch:
+                _fail(waiting.future, exc)
+            return
         for waiting in batch:
             if not waiting.future.done():
                 waiting.future.set_result(None)
+
+    async def _hand_over(self, runtime: Runtime) -> None:
+        """Enqueue the owed replies once `SEND_BATCH` are owed, or when the batch just
+        recorded is the last: its task alone in flight (still counted), nobody waiting."""
+        if len(self._owed) >= SEND_BATCH or (len(self._tasks) == 1 and not self._waiting):
+            owed, self._owed = self._owed, []
+            await runtime.queue.enqueue_attempts(owed)
 
 
 async def store_texts(runtime: Runtime, texts: Sequence[Text]) -> list[int]:

@@ -357,3 +357,45 @@ async def test_the_replies_of_a_burst_go_to_the_workers_together(
     for who in ("a1", "a2", "a3", "b1", "b2"):
         (thanks,) = await county.texts_to(who, AttemptPurpose.REPLY)
         assert "暴雨红色预警" in thanks
+
+
+async def test_replies_owed_are_enqueued_when_the_last_batch_fails(
+    county: County, held_first_batch: HeldFirstBatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that left its replies owed for the callbacks waiting behind it: if those
+    fail, the replies it owed still go to the workers at once."""
+    await county.warn("RAIN", "red")
+    await county.work()
+    runtime = county.runtime
+    held = held_first_batch
+    store = reply_batches.store_texts
+
+    async def failing_on_boom(runtime: Runtime, texts: Sequence[Text]) -> list[int]:
+        if any(event.text == "boom" for event, _ in texts):
+            raise RuntimeError("boom")
+        return await store(runtime, texts)
+
+    monkeypatch.setattr(reply_batches, "store_texts", failing_on_boom)
+    enqueued: list[int] = []
+    enqueue = runtime.queue.enqueue_attempts
+
+    async def watched(attempt_ids: Sequence[int]) -> int:
+        enqueued.extend(attempt_ids)
+        return await enqueue(attempt_ids)
+
+    monkeypatch.setattr(runtime.queue, "enqueue_attempts", watched)
+
+    first = record(runtime, PHONE["a1"], "1")
+    await held.in_flight.wait()
+    boom = record(runtime, PHONE["a2"], "boom")
+    for _ in range(10):
+        await asyncio.sleep(0)
+    held.release.set()
+    await first
+    with pytest.raises(RuntimeError, match="boom"):
+        await boom
+
+    assert len(enqueued) == 1
+    await county.work()
+    (thanks,) = await county.texts_to("a1", AttemptPurpose.REPLY)
+    assert "暴雨红色预警" in thanks
