@@ -12,7 +12,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
@@ -51,11 +51,9 @@ async def live(
         polls = 0
         loop = asyncio.get_running_loop()
         ends_at = loop.time() + STREAM_S
-        while loop.time() < ends_at and not await request.is_disconnected():
+
+        async def read(last: Any) -> tuple[Any, dict[str, Any] | None]:
             data = None
-            # Never yield inside the session: a client gone meanwhile leaves this generator
-            # suspended at its yield until it is collected, and the session would keep its
-            # connection and transaction (on SQLite, the write lock) all that time.
             async with runtime.db.sessions() as session:
                 mark = await fingerprint(session, ids)
                 if mark != last:
@@ -65,6 +63,15 @@ async def live(
                         )
                     )
                     data = await snapshot(session, warnings, scope, runtime.clock.now())
+            return mark, data
+
+        while loop.time() < ends_at and not await request.is_disconnected():
+            # Never yield inside the session: a client gone meanwhile leaves this generator
+            # suspended at its yield until it is collected, and the session would keep its
+            # connection and transaction (on SQLite, the write lock) all that time. And
+            # read in a task of its own: a client leaving cancels this generator's scope,
+            # which cancels every await in it again, the session's close included.
+            mark, data = await asyncio.shield(read(last))
             if data is not None:
                 yield f"event: update\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
                 last = mark
