@@ -61,6 +61,31 @@ def held_first_batch(monkeypatch: pytest.MonkeyPatch) -> HeldFirstBatch:
     return HeldFirstBatch(monkeypatch)
 
 
+def fail_on_boom(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`store_texts` fails for any batch holding a text `boom` (the real one otherwise)."""
+    store = reply_batches.store_texts
+
+    async def failing_on_boom(runtime: Runtime, texts: Sequence[Text]) -> list[int]:
+        if any(event.text == "boom" for event, _ in texts):
+            raise RuntimeError("boom")
+        return await store(runtime, texts)
+
+    monkeypatch.setattr(reply_batches, "store_texts", failing_on_boom)
+
+
+def watch_enqueues(monkeypatch: pytest.MonkeyPatch, runtime: Runtime) -> list[list[int]]:
+    """The attempt ids of each `enqueue_attempts` call from now on, sorted."""
+    enqueued: list[list[int]] = []
+    enqueue = runtime.queue.enqueue_attempts
+
+    async def watched(attempt_ids: Sequence[int]) -> int:
+        enqueued.append(sorted(attempt_ids))
+        return await enqueue(attempt_ids)
+
+    monkeypatch.setattr(runtime.queue, "enqueue_attempts", watched)
+    return enqueued
+
+
 def record(runtime: Runtime, phone: str, body: str) -> asyncio.Task[None]:
     """One callback's text, recorded as the SMS hook records it."""
     texts = [(InboundText(phone, body), "simulated-sms")]
@@ -203,14 +228,7 @@ async def test_a_failing_reply_fails_only_its_own_request(
 ) -> None:
     warning = await county.warn("RAIN", "red")
     await county.work()
-    store = reply_batches.store_texts
-
-    async def failing_on_boom(runtime: Runtime, texts: Sequence[Text]) -> list[int]:
-        if any(event.text == "boom" for event, _ in texts):
-            raise RuntimeError("boom")
-        return await store(runtime, texts)
-
-    monkeypatch.setattr(reply_batches, "store_texts", failing_on_boom)
+    fail_on_boom(monkeypatch)
     posts = [
         county.client.post("/hooks/sms/inbound", data={"From": PHONE[who], "Body": body})
         for who, body in [("a1", "1"), ("a2", "boom"), ("b1", "1"), ("b2", "1")]
@@ -328,14 +346,7 @@ async def test_the_replies_of_a_burst_go_to_the_workers_together(
     await county.work()
     runtime = county.runtime
     held = held_first_batch
-    enqueued: list[list[int]] = []
-    enqueue = runtime.queue.enqueue_attempts
-
-    async def watched(attempt_ids: Sequence[int]) -> int:
-        enqueued.append(sorted(attempt_ids))
-        return await enqueue(attempt_ids)
-
-    monkeypatch.setattr(runtime.queue, "enqueue_attempts", watched)
+    enqueued = watch_enqueues(monkeypatch, runtime)
 
     first = record(runtime, PHONE["a1"], "1")
     await held.in_flight.wait()
@@ -368,22 +379,8 @@ async def test_replies_owed_are_enqueued_when_the_last_batch_fails(
     await county.work()
     runtime = county.runtime
     held = held_first_batch
-    store = reply_batches.store_texts
-
-    async def failing_on_boom(runtime: Runtime, texts: Sequence[Text]) -> list[int]:
-        if any(event.text == "boom" for event, _ in texts):
-            raise RuntimeError("boom")
-        return await store(runtime, texts)
-
-    monkeypatch.setattr(reply_batches, "store_texts", failing_on_boom)
-    enqueued: list[int] = []
-    enqueue = runtime.queue.enqueue_attempts
-
-    async def watched(attempt_ids: Sequence[int]) -> int:
-        enqueued.extend(attempt_ids)
-        return await enqueue(attempt_ids)
-
-    monkeypatch.setattr(runtime.queue, "enqueue_attempts", watched)
+    fail_on_boom(monkeypatch)
+    enqueued = watch_enqueues(monkeypatch, runtime)
 
     first = record(runtime, PHONE["a1"], "1")
     await held.in_flight.wait()
@@ -395,7 +392,7 @@ async def test_replies_owed_are_enqueued_when_the_last_batch_fails(
     with pytest.raises(RuntimeError, match="boom"):
         await boom
 
-    assert len(enqueued) == 1
+    assert sum(len(ids) for ids in enqueued) == 1
     await county.work()
     (thanks,) = await county.texts_to("a1", AttemptPurpose.REPLY)
     assert "暴雨红色预警" in thanks
