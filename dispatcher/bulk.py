@@ -64,23 +64,25 @@ def _is_postgresql(session: AsyncSession) -> bool:
 def id_in(session: AsyncSession, column: Any, ids: Sequence[int | str]) -> ColumnElement[bool]:
     """`column` is one of `ids` (integers, or strings such as region codes), passed as one
     parameter."""
-    if _is_postgresql(session):
-        # a subquery, not `= ANY(array)`: a generic plan would scan the array per row
-        kind = String if isinstance(column.type, String) else Integer
-        values = select(func.unnest(bindparam(None, list(ids), type_=ARRAY(kind))))
-    else:
-        values = select(text("value")).select_from(func.json_each(json.dumps(list(ids))))
-    return column.in_(values)  # type: ignore[no-any-return]
+    return _in_ids(column, _is_postgresql(session), None, ids_value(session, ids))
 
 
 def in_ids_param(column: Any, name: str, postgresql: bool) -> ColumnElement[bool]:
     """`column` is one of the ids passed at execution as parameter `name`, its value
     made by `ids_value`; for a statement built once per back end (`postgresql` or not)."""
+    return _in_ids(column, postgresql, name)
+
+
+def _in_ids(column: Any, postgresql: bool, name: str | None, *value: Any) -> ColumnElement[bool]:
+    """`column IN` the ids of one parameter: bound now (`value`), or named for later."""
+    bound: dict[str, Any] = {"value": value[0]} if value else {}
     if postgresql:
         kind = String if isinstance(column.type, String) else Integer
-        values = select(func.unnest(bindparam(name, type_=ARRAY(kind))))
+        # a subquery, not `= ANY(array)`: a generic plan would scan the array per row
+        values = select(func.unnest(bindparam(name, type_=ARRAY(kind), **bound)))
     else:
-        values = select(text("value")).select_from(func.json_each(bindparam(name, type_=String)))
+        ids = bindparam(name, type_=String, **bound)
+        values = select(text("value")).select_from(func.json_each(ids))
     return column.in_(values)  # type: ignore[no-any-return]
 
 
