@@ -128,7 +128,8 @@ async def _write_stage(
     (the range's id, whether the warning still takes calls)."""
     async with runtime.db.transaction() as session:
         now = runtime.clock.now()
-        # NO KEY UPDATE: rows referencing the warning may still be inserted meanwhile.
+        # NO KEY UPDATE: rows referencing the warning may still be inserted meanwhile,
+        # and the jobs writing earlier ranges' sends (FOR KEY SHARE) go on.
         warning = await session.scalar(
             select(Warning).where(Warning.id == warning_id).with_for_update(key_share=True)
         )

@@ -143,10 +143,12 @@ async def stop_warning(
 
 async def lock_warning(session: AsyncSession, warning_id: int) -> None:
     """Wait for a stage of the warning's calls being written (`dispatcher.fanout_stages`)
-    to commit, and keep the next from starting, so that stopping it finds every call."""
-    await session.execute(
-        select(Warning.id).where(Warning.id == warning_id).with_for_update(key_share=True)
-    )
+    and for jobs writing its sends (`dispatcher.owed_sends`) to commit, and keep the next
+    from starting, so that stopping it finds every call and every queued send.
+
+    FOR UPDATE, the one lock that excludes the sends jobs' FOR KEY SHARE: those jobs take
+    the weakest lock so that a stage's FOR NO KEY UPDATE need not wait for them."""
+    await session.execute(select(Warning.id).where(Warning.id == warning_id).with_for_update())
 
 
 async def cancel_warnings(

@@ -34,14 +34,18 @@ async def take(
 ) -> tuple[Owed, Warning] | None:
     """The record and its warning, for its job to write the sends; None if they are
     written already or the warning is no longer active. The record is marked written
-    either way, and its warning locked shared with its other jobs, exclusive of a
-    Cancel's or an Update's lock."""
+    either way, and its warning locked shared with its other jobs and with the stage
+    writing its next calls, exclusive of a Cancel's or an Update's lock (FOR UPDATE,
+    `dispatcher.lifecycle.lock_warning`): a stage waiting for every job in flight to
+    commit made the webhook's 202 wait for the workers."""
     record = await session.scalar(select(model).where(model.id == record_id).with_for_update())
     if record is None or record.written_at is not None:
         return None
     record.written_at = now
     warning = await session.scalar(
-        select(Warning).where(Warning.id == record.warning_id).with_for_update(read=True)
+        select(Warning)
+        .where(Warning.id == record.warning_id)
+        .with_for_update(read=True, key_share=True)
     )
     if warning is None or warning.state != WarningState.ACTIVE:
         return None

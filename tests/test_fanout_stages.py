@@ -22,6 +22,7 @@ from dispatcher.fanout_stages import StagesWritten, resume_fan_outs, write_first
 from dispatcher.models import Attempt, Call, FanoutRange, Warning
 from dispatcher.queue import REFRESH_STATISTICS
 from dispatcher.vocabulary import AttemptStatus, CallState
+from tests.locks import until_a_lock_is_awaited
 from tests.scenario import County, cap, county  # noqa: F401  (fixture)
 
 RESPONDERS = 11
@@ -266,3 +267,59 @@ async def test_a_warning_cancelled_before_its_sends_are_written_gets_none(
     # only the first stage, written with the warning, has sends
     sent = sorted(call.id for call in calls if firsts[call.id])
     assert sent == sorted(call.id for call in calls)[:3]
+
+
+async def test_a_stage_goes_on_beside_a_range_job_and_a_cancel_waits_for_both(
+    county: County,  # noqa: F811
+    writer_dies: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A job writing a range's sends holds its warning's lock while it writes; the next
+    stage's calls must not wait for it (each stage waiting on the jobs in flight held the
+    202 up for seconds), but a Cancel must, so that it cancels the sends the job writes."""
+    if county.runtime.db.is_sqlite:
+        pytest.skip("SQLite runs one writing transaction at a time")
+    runtime = county.runtime
+    entered, release = asyncio.Event(), asyncio.Event()
+    real_first_attempts = fanout_stages.first_attempts
+
+    async def held_first_attempts(*args: Any, **kwargs: Any) -> list[int]:
+        entered.set()
+        await release.wait()
+        return await real_first_attempts(*args, **kwargs)
+
+    monkeypatch.setattr(fanout_stages, "first_attempts", held_first_attempts)
+    warning_id = int((await county.post(cap("STAGED-11")))["id"])
+    async with runtime.db.sessions() as session:
+        pending, _ = await fanout_stages._missing_calls(runtime, session, warning_id)
+    range_id, _ = await fanout_stages._write_stage(runtime, warning_id, pending[:4], last=False)
+    assert range_id is not None
+    job = asyncio.create_task(write_first_sends(runtime, range_id))
+    await entered.wait()  # the job has taken its range and its warning's lock
+
+    stage = asyncio.create_task(
+        fanout_stages._write_stage(runtime, warning_id, pending[4:], last=True)
+    )
+    waiter = asyncio.create_task(until_a_lock_is_awaited(runtime, "the stage"))
+    done, _ = await asyncio.wait({stage, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    assert stage in done, "the stage waited for the range's job"
+    assert (await stage)[1] and not job.done()
+
+    cancel = asyncio.create_task(county.cancel("STAGED-11"))
+    await until_a_lock_is_awaited(runtime, "the cancel")
+    assert not cancel.done()
+    release.set()
+    assert await job >= 4 * 2  # sms and voice at least, still queued when written
+    await cancel
+
+    calls = (await _state(county, warning_id))[1]
+    assert len(calls) == RESPONDERS
+    assert {call.state for call in calls} == {CallState.CANCELLED}
+    async with runtime.db.sessions() as session:
+        queued = await session.scalar(
+            select(func.count())
+            .select_from(Attempt)
+            .where(Attempt.warning_id == warning_id, Attempt.status == AttemptStatus.QUEUED)
+        )
+    assert queued == 0

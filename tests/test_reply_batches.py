@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import httpx
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from channels.base import InboundText
 from dispatcher import reply_batches
@@ -16,6 +16,7 @@ from dispatcher.models import Attempt, Call, InboxMessage
 from dispatcher.runtime import Runtime
 from dispatcher.text_replies import Text
 from dispatcher.vocabulary import AttemptPurpose, AttemptStatus
+from tests.locks import until_a_lock_is_awaited
 from tests.scenario import PHONE, County, county
 
 __all__ = ["county"]
@@ -250,20 +251,6 @@ async def test_a_sender_too_long_for_a_phone_is_refused(county: County) -> None:
     assert response.status_code == 400 and "From" in response.text
 
 
-async def _until_a_lock_is_awaited(runtime: Runtime) -> None:
-    """Until another connection of this database waits for a row lock."""
-    waiting = text(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    for _ in range(1000):
-        async with runtime.db.sessions() as session:
-            if await session.scalar(waiting):
-                return
-        await asyncio.sleep(0.01)  # another connection's progress, not the clock
-    raise AssertionError("the reply never waited for the send claim's lock")
-
-
 async def test_a_reply_takes_its_locks_in_a_send_claims_order(county: County) -> None:
     """A send claim locks its attempts, then marks their call calling; a reply answering
     the call cancels its queued sends. Were the reply to lock the call first, each would
@@ -280,7 +267,7 @@ async def test_a_reply_takes_its_locks_in_a_send_claims_order(county: County) ->
             .with_for_update()
         )
         reply = asyncio.create_task(county.text("a1", "1"))
-        await _until_a_lock_is_awaited(county.runtime)
+        await until_a_lock_is_awaited(county.runtime, "the reply")
         # the reply waits for the sends before it takes the call: the claim gets it now
         await claim.execute(select(Call.id).where(Call.id == call_id).with_for_update(nowait=True))
     await reply
