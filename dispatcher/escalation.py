@@ -28,9 +28,20 @@ import asyncio
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, insert, or_, select, union, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    exists,
+    insert,
+    literal,
+    or_,
+    select,
+    union,
+    update,
+)
 
 from dispatcher.digests import escalate_tasks, send_digests
 from dispatcher.doorknock import open_speaker_task
@@ -326,9 +337,29 @@ async def _fail_silent_speakers(runtime: Runtime) -> int:
         return len(stale)
 
 
+def _inline(status: AttemptStatus) -> ColumnElement[str]:
+    """A status written into the statement, not sent as a parameter: only then can the
+    planner use a partial index on it (`ix_attempts_requeue`, `ix_attempts_sending`) in
+    the generic plan of a prepared statement."""
+    return literal(str(status), literal_execute=True)
+
+
+def unqueued_sends(now: datetime, quiet_since: datetime, size: int) -> Select[int]:
+    """Up to `size` queued sends that are due and were never enqueued, or last enqueued
+    before `quiet_since` (their job lost)."""
+    never_or_long_ago = or_(Attempt.enqueued_at.is_(None), Attempt.enqueued_at <= quiet_since)
+    return (
+        select(Attempt.id)
+        .where(Attempt.status == _inline(AttemptStatus.QUEUED), Attempt.due_at <= now)
+        .where(never_or_long_ago)
+        .limit(size)
+    )
+
+
 async def _requeue(runtime: Runtime) -> int:
     """Enqueue what is due but not in flight, a chunk at a time; arq's job ids make
-    repeats harmless."""
+    repeats harmless. Sends are written with `enqueued_at` set when their writer enqueues
+    them after commit: those whose enqueue was lost are found `requeue_after_s` later."""
     now = runtime.clock.now()
     worker = runtime.settings.worker
     quiet_since = now - timedelta(seconds=worker.requeue_after_s)
@@ -336,7 +367,7 @@ async def _requeue(runtime: Runtime) -> int:
         await session.execute(
             update(Attempt)
             .where(
-                Attempt.status == AttemptStatus.SENDING,
+                Attempt.status == _inline(AttemptStatus.SENDING),
                 Attempt.updated_at <= now - timedelta(seconds=worker.send_lease_s),
             )
             .values(status=AttemptStatus.QUEUED)
@@ -346,14 +377,7 @@ async def _requeue(runtime: Runtime) -> int:
     while True:
         # Each chunk is marked enqueued before it is enqueued, so the next one moves on.
         async with runtime.db.transaction() as session:
-            due = or_(Attempt.enqueued_at.is_(None), Attempt.enqueued_at <= quiet_since)
-            attempt_ids = list(
-                await session.scalars(
-                    select(Attempt.id)
-                    .where(Attempt.status == AttemptStatus.QUEUED, Attempt.due_at <= now, due)
-                    .limit(size)
-                )
-            )
+            attempt_ids = list(await session.scalars(unqueued_sends(now, quiet_since, size)))
             broadcast_due = or_(
                 Broadcast.enqueued_at.is_(None), Broadcast.enqueued_at <= quiet_since
             )

@@ -275,7 +275,24 @@ class Attempt(Base):
 
     __tablename__ = "attempts"
     __table_args__ = (
-        Index("ix_attempts_due", "status", "due_at"),
+        # What the sweep requeues: queued sends not handed to the queue lately. Only
+        # queued versions of a row are indexed, and by when they were enqueued, so the
+        # sweep reads none of the hundreds of thousands just enqueued for a big warning
+        # (indexed by (status, due_at), it walked them all on every sweep; 0023).
+        Index(
+            "ix_attempts_requeue",
+            "enqueued_at",
+            "due_at",
+            postgresql_where=text("status = 'queued'"),
+            sqlite_where=text("status = 'queued'"),
+        ),
+        # Sends whose worker may have died holding them (the sweep's send lease).
+        Index(
+            "ix_attempts_sending",
+            "updated_at",
+            postgresql_where=text("status = 'sending'"),
+            sqlite_where=text("status = 'sending'"),
+        ),
         # Receipts name a message a provider accepted; queued sends have no reference.
         Index(
             "ix_attempts_provider_ref",
@@ -285,8 +302,9 @@ class Attempt(Base):
             sqlite_where=text("provider_message_id IS NOT NULL"),
         ),
         # A call's sends in one state (an answer cancels those still queued): with only
-        # `call_id` indexed, PostgreSQL ANDs in `ix_attempts_due`, whose `queued` entries
-        # number every send of a big warning until vacuum, and takes ~10 ms a call.
+        # `call_id` indexed, PostgreSQL ANDed in the (status, due_at) index there was,
+        # whose `queued` entries numbered every send of a big warning until vacuum, and
+        # took ~10 ms a call.
         Index("ix_attempts_call_status", "call_id", "status"),
         # A warning's sends in one state: the sweep's undeliverable check reads the
         # failed sends of active warnings only, never the whole history (0020).
