@@ -181,6 +181,7 @@ async def write_first_sends(runtime: Runtime, range_id: int) -> int:
             (fanout_range.first_call_id, fanout_range.last_call_id),
             runtime.settings.policy_for(warning.level).channels,
             fanout_range.due_at,
+            runtime.clock.now(),
             unsent_only=True,
         )
     try:

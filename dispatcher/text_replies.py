@@ -110,7 +110,8 @@ async def handle_texts(
 
 
 def reply_constants(now: datetime) -> dict[str, object]:
-    """What every reply text queued by a batch has in common (all but its recipient)."""
+    """What every reply text queued by a batch has in common (all but its recipient).
+    They count as enqueued when written: the batcher enqueues them once they commit."""
     row = attempt_row(
         call_id=None,
         warning_id=None,
@@ -122,7 +123,7 @@ def reply_constants(now: datetime) -> dict[str, object]:
     )
     for varying in ("responder_id", "address", "body"):
         del row[varying]
-    return row
+    return {**row, "enqueued_at": now}
 
 
 async def responders_by_phone(session: AsyncSession, phones: Sequence[str]) -> dict[str, list[int]]:
