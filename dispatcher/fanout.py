@@ -227,15 +227,23 @@ async def assign_codes(session: AsyncSession, calls: Sequence[Call]) -> None:
 async def _taken_codes(
     session: AsyncSession, warning_id: int, responder_ids: list[int]
 ) -> dict[int, set[str]]:
-    """responder id -> codes of their calls of other live warnings."""
+    """responder id -> codes of their calls of other live warnings.
+
+    The live warnings are found first and their calls looked up by (warning, responder):
+    asked as a join, the calls were scanned whole for each stage of a big fan-out (no
+    index leads with the responder), the warning's own calls written so far included."""
     taken: dict[int, set[str]] = defaultdict(set)
+    others = list(
+        await session.scalars(
+            select(Warning.id).where(Warning.state == "active", Warning.id != warning_id)
+        )
+    )
+    if not others:
+        return taken
     rows = await session.execute(
-        select(Call.responder_id, Call.code)
-        .join(Warning, Warning.id == Call.warning_id)
-        .where(
+        select(Call.responder_id, Call.code).where(
+            Call.warning_id.in_(others),
             id_in(session, Call.responder_id, responder_ids),
-            Warning.state == "active",
-            Call.warning_id != warning_id,
             Call.code.is_not(None),
         )
     )
