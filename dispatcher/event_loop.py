@@ -14,11 +14,15 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from dispatcher import collector
+
 _T = TypeVar("_T")
 
 
 def run(main: Coroutine[Any, Any, _T]) -> _T:
-    """`asyncio.run(main)`, on uvloop when it is there."""
+    """`asyncio.run(main)`, on uvloop when it is there, with the collector tuned for a
+    server process (`dispatcher.collector`)."""
+    collector.tune()
     try:
         import uvloop
     except ImportError:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dispatcher import event_loop
+from dispatcher import collector, event_loop
 
 
 def run(args: list[str], cwd: Path, timeout: float = 100) -> subprocess.CompletedProcess[str]:
@@ -87,7 +89,22 @@ def test_user_add_takes_the_password_from_stdin(tmp_path: Path) -> None:
     assert nowhere.returncode == 1 and "no region with code" in nowhere.stderr
 
 
-def test_commands_run_on_uvloop_where_it_is_installed() -> None:
+@pytest.fixture
+def collector_restored() -> Iterator[None]:
+    """`event_loop.run` tunes this process's collector: the other tests get it back."""
+    before = gc.get_threshold()
+    yield
+    gc.set_threshold(*before)
+
+
+def test_commands_collect_cycles_less_often(collector_restored: None) -> None:
+    async def thresholds() -> tuple[int, int, int]:
+        return gc.get_threshold()
+
+    assert event_loop.run(thresholds()) == (collector.YOUNG, collector.MIDDLE, collector.FULL)
+
+
+def test_commands_run_on_uvloop_where_it_is_installed(collector_restored: None) -> None:
     async def loop_module() -> str:
         return type(asyncio.get_running_loop()).__module__
 
