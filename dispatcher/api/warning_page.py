@@ -73,9 +73,9 @@ async def warning_page(
 
     silent_total = calls["pending"] + calls["escalated"] + calls["unanswered"]
 
-    async def listed(count: int, *conditions: Any) -> list[dict[str, Any]]:
+    async def listed(count: int, *conditions: Any, reach: bool = True) -> list[dict[str, Any]]:
         # no calls in the list's states (the counters say so): nobody to look for
-        return await people(session, warning.id, scope, *conditions) if count else []
+        return await people(session, warning.id, scope, *conditions, reach=reach) if count else []
 
     return render_page(
         request,
@@ -97,6 +97,7 @@ async def warning_page(
                 calls["answered"],
                 Call.state == CallState.ANSWERED,
                 Call.answer_meaning != Meaning.HELP,
+                reach=False,  # answered: no phones or last send to show
             ),
             "broadcasts": await broadcast_rows(session, warning.id, scope),
             "tasks": await task_rows(session, scope, warning_id=warning.id),
