@@ -190,8 +190,9 @@ async def test_enqueue_many_keeps_arq_format_and_skips_queued(runtime: Runtime) 
 
 
 async def test_statistics_job_analyzes_the_fan_out_tables(runtime: Runtime) -> None:
-    """After a large fan-out a worker runs ANALYZE, so PostgreSQL plans answers' queries
-    for a warning of 100,000 calls rather than for an empty table."""
+    """After a large fan-out (and a burst of answers) a worker runs ANALYZE, so PostgreSQL
+    plans answers' queries for a warning of 100,000 calls rather than for an empty table,
+    and a page's people with their answers read by call."""
     assert await runtime.queue.enqueue_statistics()
     assert not await runtime.queue.enqueue_statistics()  # one such job queued at a time
     assert await run_until_idle(runtime) == 1
@@ -201,9 +202,9 @@ async def test_statistics_job_analyzes_the_fan_out_tables(runtime: Runtime) -> N
         rows = await session.execute(
             text(
                 "SELECT relname, last_analyze FROM pg_stat_user_tables "
-                "WHERE relname IN ('calls', 'attempts')"
+                "WHERE relname IN ('calls', 'attempts', 'answers')"
             )
         )
         analyzed = {name: at for name, at in rows}
-    assert set(analyzed) == {"calls", "attempts"}
+    assert set(analyzed) == {"calls", "attempts", "answers"}
     assert all(at is not None for at in analyzed.values())
