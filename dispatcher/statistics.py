@@ -20,10 +20,7 @@ from dispatcher.db import Database
 
 # Fan-outs smaller than this do not change the tables' shape enough to matter.
 BIG_FANOUT = 5000
-# What a fan-out fills and a burst of answers changes. Planned for the 14,000 answers
-# the table held before a burst of 100,000, a page's 500 people had their answers read
-# by scanning all of them (25 ms) rather than by call (1.5 ms).
-TABLES = ("calls", "attempts", "answers")
+TABLES = ("calls", "attempts")
 DIRECTORY_TABLES = ("regions", "responders", "contacts", "duties", "speakers", "households")
 
 
