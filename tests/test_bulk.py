@@ -17,6 +17,7 @@ from arq.jobs import deserialize_job
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import StatementError
 
+from dispatcher import counters
 from dispatcher.bulk import id_in, insert_columns, insert_rows, reserve_ids
 from dispatcher.clock import ManualClock
 from dispatcher.codes import pick_code
@@ -24,7 +25,7 @@ from dispatcher.db import Database
 from dispatcher.models import Attempt, AuditEvent, InboxMessage, Responder
 from dispatcher.queue import QUEUE_NAME, SEND_ATTEMPT, SEND_ATTEMPTS, SEND_BATCH, Queue
 from dispatcher.runtime import Runtime
-from dispatcher.worker import run_until_idle
+from dispatcher.worker import compact_counters_job, run_until_idle
 from tests.scenario import PHONE, County, county  # noqa: F401  (fixture)
 
 INBOX_COLUMNS = ("id", "at", "phone", "text", "reason")
@@ -207,3 +208,23 @@ async def test_statistics_job_analyzes_the_fan_out_tables(runtime: Runtime) -> N
         analyzed = {name: at for name, at in rows}
     assert set(analyzed) == {"calls", "attempts"}
     assert all(at is not None for at in analyzed.values())
+
+
+async def test_compacting_after_answers_analyzes_the_answers(
+    county: County,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once a burst of answers is compacted, the answers are analyzed with the calls and
+    sends: a page's people then have their answers read by call, not by a whole scan."""
+    if county.runtime.db.is_sqlite:
+        pytest.skip("SQLite plans without statistics")
+    analyses = text("SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'answers'")
+    async with county.runtime.db.sessions() as session:
+        before = await session.scalar(analyses)
+    await county.warn("ANALYZED")
+    await county.work()
+    await county.text("a1", "1")
+    monkeypatch.setattr(counters, "COMPACT_AFTER_ROWS", 1)  # the county's handful will do
+    assert await compact_counters_job({"runtime": county.runtime}) > 0
+    async with county.runtime.db.sessions() as session:
+        assert await session.scalar(analyses) == before + 1
