@@ -28,7 +28,7 @@ from dispatcher.queue import QUEUE_NAME
 from dispatcher.retries import Deferred
 from dispatcher.runtime import Runtime
 from dispatcher.sending import claim_attempts, send_attempt
-from dispatcher.statistics import AFTER_ANSWERS, refresh_statistics
+from dispatcher.statistics import refresh_after_compaction, refresh_statistics
 
 log = logging.getLogger(__name__)
 # A deferred send comes back as the same job; past this many tries arq gives up on the
@@ -136,7 +136,7 @@ async def compact_counters_job(ctx: dict[str, Any]) -> int:
     marks = ctx.setdefault("counter_marks", {})
     done = await compact_added(runtime.db, marks)
     if done:
-        await refresh_statistics(runtime.db, AFTER_ANSWERS)
+        await refresh_after_compaction(runtime.db)
     return done
 
 
