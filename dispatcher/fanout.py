@@ -203,20 +203,8 @@ async def assign_codes(session: AsyncSession, calls: Sequence[Call]) -> None:
     """Give each call a short code unique among its responder's calls of live warnings,
     keeping a code already set on the call (an update's) when it is still free."""
     responder_ids = sorted({call.responder_id for call in calls})
-    taken: dict[int, set[str]] = defaultdict(set)
-    rows = await session.execute(
-        select(Call.responder_id, Call.code)
-        .join(Warning, Warning.id == Call.warning_id)
-        .where(
-            id_in(session, Call.responder_id, responder_ids),
-            Warning.state == "active",
-            # a person has one call per warning: these calls' own codes are not taken
-            Call.warning_id.not_in({call.warning_id for call in calls}),
-            Call.code.is_not(None),
-        )
-    )
-    for responder_id, code in rows:
-        taken[responder_id].add(code or "")
+    # a person has one call per warning: these calls' own codes are not taken
+    taken = await _codes_held(session, responder_ids, {call.warning_id for call in calls})
     for call in calls:
         kept = call.code if call.code and call.code not in taken[call.responder_id] else None
         code = kept or pick_code(call.id, taken[call.responder_id])
@@ -224,10 +212,10 @@ async def assign_codes(session: AsyncSession, calls: Sequence[Call]) -> None:
         taken[call.responder_id].add(code)
 
 
-async def _taken_codes(
-    session: AsyncSession, warning_id: int, responder_ids: list[int]
+async def _codes_held(
+    session: AsyncSession, responder_ids: list[int], other_than: set[int]
 ) -> dict[int, set[str]]:
-    """responder id -> codes of their calls of other live warnings.
+    """responder id -> codes of their calls of live warnings other than `other_than`.
 
     The live warnings are found first and their calls looked up by (warning, responder):
     asked as a join, the calls were scanned whole for each stage of a big fan-out (no
@@ -235,7 +223,7 @@ async def _taken_codes(
     taken: dict[int, set[str]] = defaultdict(set)
     others = list(
         await session.scalars(
-            select(Warning.id).where(Warning.state == "active", Warning.id != warning_id)
+            select(Warning.id).where(Warning.state == "active", Warning.id.not_in(other_than))
         )
     )
     if not others:
@@ -307,7 +295,7 @@ async def create_calls(
     send_at = sends_due(warning, now, quiet)
     targeted = sorted(responders)
     responder_ids = [responder_id for responder_id, _ in targeted]
-    taken = await _taken_codes(session, warning.id, responder_ids)
+    taken = await _codes_held(session, responder_ids, {warning.id})
     call_ids = await reserve_ids(session, Call.__table__, len(targeted))  # type: ignore[arg-type]
     calls = [
         (
