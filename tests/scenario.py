@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from dispatcher.app import create_app
 from dispatcher.clock import ManualClock
@@ -24,6 +24,7 @@ from dispatcher.escalation import SweepReport, sweep
 from dispatcher.models import Answer, Attempt, AuditEvent, Call, DoorKnockTask, Responder
 from dispatcher.runtime import Runtime, open_runtime
 from dispatcher.security import sign_body
+from dispatcher.vocabulary import AttemptStatus
 from dispatcher.worker import run_until_idle
 from tests.auth import sign_in
 from tests.conftest import SENDER_SECRET, Backend, make_settings
@@ -154,6 +155,16 @@ class County:
                 .where(Call.warning_id == warning_id)
             )
             return {external_id: call for external_id, call in rows.all()}
+
+    async def queued_sends(self, warning_id: int) -> int:
+        """How many of the warning's sends are still queued."""
+        async with self.runtime.db.sessions() as session:
+            found = await session.scalar(
+                select(func.count())
+                .select_from(Attempt)
+                .where(Attempt.warning_id == warning_id, Attempt.status == AttemptStatus.QUEUED)
+            )
+        return found or 0
 
     async def texts_to(self, who: str, purpose: str | None = None) -> list[str]:
         """Bodies of the texts queued or sent to a person's phone, oldest first."""

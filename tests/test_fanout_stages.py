@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 from arq.constants import job_key_prefix
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from dispatcher import fanout_stages
 from dispatcher.fanout_stages import StagesWritten, resume_fan_outs, write_first_sends
 from dispatcher.models import Attempt, Call, FanoutRange, Warning
 from dispatcher.queue import REFRESH_STATISTICS
-from dispatcher.vocabulary import AttemptStatus, CallState
+from dispatcher.vocabulary import CallState
 from tests.locks import until_a_lock_is_awaited
 from tests.scenario import County, cap, county  # noqa: F401  (fixture)
 
@@ -108,13 +108,7 @@ async def test_a_big_warning_is_called_in_stages(county: County) -> None:  # noq
     _each_called_once_with_first_attempts(calls, firsts)
     assert await _unwritten_ranges(county, warning.id) == []
     assert max((await _firsts_by_channel(county, warning.id)).values()) == 1
-    async with county.runtime.db.sessions() as session:
-        unsent = await session.scalar(
-            select(func.count())
-            .select_from(Attempt)
-            .where(Attempt.warning_id == warning.id, Attempt.status == AttemptStatus.QUEUED)
-        )
-    assert unsent == 0
+    assert await county.queued_sends(warning.id) == 0
     # nothing is left for the sweep to resume
     assert (await county.at(5)).fan_outs_resumed == 0
 
@@ -316,10 +310,4 @@ async def test_a_stage_goes_on_beside_a_range_job_and_a_cancel_waits_for_both(
     calls = (await _state(county, warning_id))[1]
     assert len(calls) == RESPONDERS
     assert {call.state for call in calls} == {CallState.CANCELLED}
-    async with runtime.db.sessions() as session:
-        queued = await session.scalar(
-            select(func.count())
-            .select_from(Attempt)
-            .where(Attempt.warning_id == warning_id, Attempt.status == AttemptStatus.QUEUED)
-        )
-    assert queued == 0
+    assert await county.queued_sends(warning_id) == 0

@@ -12,37 +12,25 @@ import json
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import bindparam, text
 
 from dispatcher.db import UTCDateTime
 from dispatcher.escalation import unqueued_sends
-from dispatcher.models import Attempt
-from dispatcher.vocabulary import AttemptStatus
 from tests.scenario import County, county  # noqa: F401  (fixture)
-
-
-async def _queued(county: County, warning_id: int) -> int:  # noqa: F811
-    async with county.runtime.db.sessions() as session:
-        found = await session.scalar(
-            select(func.count())
-            .select_from(Attempt)
-            .where(Attempt.warning_id == warning_id, Attempt.status == AttemptStatus.QUEUED)
-        )
-    return found or 0
 
 
 async def test_first_sends_are_requeued_only_once_their_job_may_be_lost(
     county: County,  # noqa: F811
 ) -> None:
     warning_id = await county.warn("REQUEUE")
-    queued = await _queued(county, warning_id)
+    queued = await county.queued_sends(warning_id)
     assert queued >= 2 * 11  # sms and voice to each, at least
     # enqueued by the webhook: a sweep within `requeue_after_s` (60 s) sends no more jobs
     assert (await county.at(0.5, work=False)).requeued == 0
     await county.runtime.queue.pool.flushdb()  # Redis lost every job
     assert (await county.at(0.6, work=False)).requeued == queued
     await county.work()
-    assert await _queued(county, warning_id) == 0
+    assert await county.queued_sends(warning_id) == 0
 
 
 async def test_the_requeue_reads_only_sends_not_enqueued_lately(
