@@ -5,6 +5,7 @@ side by side never step a call twice, open two tasks for a region or two backup 
 from __future__ import annotations
 
 import asyncio
+import re
 import zlib
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from sqlalchemy import func, select
 from dispatcher import escalation
 from dispatcher.app import create_app
 from dispatcher.clock import ManualClock
+from dispatcher.digests import send_digests
 from dispatcher.directory import import_directory
 from dispatcher.escalation import SweepReport, sweep
 from dispatcher.models import Attempt, AuditEvent, Call, DoorKnockTask, LadderNotice, Responder
@@ -193,8 +195,14 @@ def silent(level: str) -> list[str]:
     return [f"{level}{n}" for n in range(PEOPLE - 1)]
 
 
-async def _check_first_two_sweeps(w: World, first: int, second: int, raced: bool) -> None:
-    """What two sweeps (at 5 and at 10 minutes) did, however they were chunked or raced."""
+def _named(digests: list[str]) -> list[str]:
+    """The people these digests name, as often as they name them."""
+    return [name for text in digests for name in re.findall(r"(\w+员\d)（", text)]
+
+
+async def _check_first_two_sweeps(w: World, first: int, second: int, sweeps: int) -> None:
+    """What two rounds of sweeps (at 5 and at 10 minutes) did, however they were chunked,
+    and with `sweeps` sweeps side by side in each."""
     steps = await w.steps()
     assert first == 4 * 8  # every silent call of every level, in one sweep
     for key in silent("red"):
@@ -231,15 +239,20 @@ async def _check_first_two_sweeps(w: World, first: int, second: int, raced: bool
         assert all(codes) and len(set(codes)) == 2
     assert steps["k1"] == steps["k2"] == ["call_backup"]  # a backup has no backup
     assert second == 8 + 8 + 8 + 8 + 2
-    # yellow: one digest each for t1 (people 0-4) and td (5-7); orange: one for c1
-    to_t1 = await w.texts("t1", AttemptPurpose.NOTICE)
-    to_td = await w.texts("td", AttemptPurpose.NOTICE)
-    to_c1 = await w.texts("c1", AttemptPurpose.NOTICE)
-    if raced:  # a sweep may send what another's earlier chunks queued, as it commits
-        assert {len(to_t1), len(to_td), len(to_c1)} <= {1, 2}
-    else:
-        assert len(to_t1) == len(to_td) == len(to_c1) == 1
-        assert "以下5人" in to_t1[0] and "以下3人" in to_td[0] and "以下8人" in to_c1[0]
+    # yellow: t1 is told of people 0-4 and td of 5-7; orange: c1 of all eight, each person
+    # in one digest. A sweep beside others may send what their chunks queued as they
+    # commit, so raced sweeps may split a digest, one part per sweep at most.
+    told = {
+        "t1": [f"yellow员{n}" for n in range(5)],
+        "td": [f"yellow员{n}" for n in range(5, 8)],
+        "c1": [f"orange员{n}" for n in range(8)],
+    }
+    for recipient, names in told.items():
+        texts = await w.texts(recipient, AttemptPurpose.NOTICE)
+        assert 1 <= len(texts) <= sweeps
+        if sweeps == 1:
+            assert f"以下{len(names)}人" in texts[0]
+        assert Counter(_named(texts)) == Counter(names), (recipient, texts)
     notices = await w.rows(select(LadderNotice.call_id, LadderNotice.kind))
     assert len(notices) == len(set(notices)) == 8 + 8
     # blue at 5, yellow at 10: one task for each village, every silent call on it,
@@ -267,7 +280,7 @@ async def test_one_sweep_moves_every_due_call_its_own_step(
         await w.warn_every_level()
         [first] = await w.sweep_at(5)
         [second] = await w.sweep_at(5)
-        await _check_first_two_sweeps(w, first.steps, second.steps, raced=False)
+        await _check_first_two_sweeps(w, first.steps, second.steps, sweeps=1)
         assert first.digests == 2 and second.digests == 1
         # at 15: red's supervisors, orange's door-knock, orange's backups tell the county
         # and red's backups are called again
@@ -288,7 +301,7 @@ async def test_sweeps_side_by_side_step_each_call_once(
         first = await w.sweep_at(5, sweeps=3)
         second = await w.sweep_at(5, sweeps=3)
         await _check_first_two_sweeps(
-            w, sum(r.steps for r in first), sum(r.steps for r in second), raced=True
+            w, sum(r.steps for r in first), sum(r.steps for r in second), sweeps=3
         )
         events = await w.rows(
             select(AuditEvent.call_id, AuditEvent.detail).where(AuditEvent.kind == "call.escalated")
@@ -317,3 +330,25 @@ async def test_a_sweep_with_less_than_a_chunk_due_takes_it_in_one_chunk(
         [report] = await w.sweep_at(5)
     assert report.steps > 0
     assert chunks == [report.steps]
+
+
+async def test_a_digest_sent_between_chunks_leaves_the_rest_to_the_next(
+    backend: Backend, clock: ManualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another sweep's digest phase may run while this sweep is still stepping: the
+    supervisor then gets the people stepped so far, and the rest in a later digest, each
+    named once."""
+    step_chunk = escalation._step_chunk
+
+    async def digest_after(runtime: Runtime, size: int) -> Any:
+        taken, outcome = await step_chunk(runtime, size)
+        await send_digests(runtime)
+        return taken, outcome
+
+    monkeypatch.setattr(escalation, "_step_chunk", digest_after)
+    async with world(backend, clock, tmp_path, 3) as w:
+        await w.warn_every_level()
+        await w.sweep_at(5)
+        texts = await w.texts("t1", AttemptPurpose.NOTICE)
+        assert len(texts) > 1
+        assert sorted(_named(texts)) == [f"yellow员{n}" for n in range(5)]
