@@ -195,6 +195,15 @@ def silent(level: str) -> list[str]:
     return [f"{level}{n}" for n in range(PEOPLE - 1)]
 
 
+# Whom the ladder tells of which silent people by the 10-minute sweep. yellow: t1 of people
+# 0-4 and td of 5-7 (their supervisors); orange: the county's c1 of all eight.
+TOLD = {
+    "t1": [f"yellow员{n}" for n in range(5)],
+    "td": [f"yellow员{n}" for n in range(5, 8)],
+    "c1": [f"orange员{n}" for n in range(8)],
+}
+
+
 def _named(digests: list[str]) -> list[str]:
     """The people these digests name, as often as they name them."""
     return [name for text in digests for name in re.findall(r"(\w+员\d)（", text)]
@@ -239,15 +248,9 @@ async def _check_first_two_sweeps(w: World, first: int, second: int, sweeps: int
         assert all(codes) and len(set(codes)) == 2
     assert steps["k1"] == steps["k2"] == ["call_backup"]  # a backup has no backup
     assert second == 8 + 8 + 8 + 8 + 2
-    # yellow: t1 is told of people 0-4 and td of 5-7; orange: c1 of all eight, each person
-    # in one digest. A sweep beside others may send what their chunks queued as they
-    # commit, so raced sweeps may split a digest, one part per sweep at most.
-    told = {
-        "t1": [f"yellow员{n}" for n in range(5)],
-        "td": [f"yellow员{n}" for n in range(5, 8)],
-        "c1": [f"orange员{n}" for n in range(8)],
-    }
-    for recipient, names in told.items():
+    # Each person told in one digest. A sweep beside others may send what their chunks queued
+    # as they commit, so raced sweeps may split a digest, one part per sweep at most.
+    for recipient, names in TOLD.items():
         texts = await w.texts(recipient, AttemptPurpose.NOTICE)
         assert 1 <= len(texts) <= sweeps
         if sweeps == 1:
@@ -351,4 +354,4 @@ async def test_a_digest_sent_between_chunks_leaves_the_rest_to_the_next(
         await w.sweep_at(5)
         texts = await w.texts("t1", AttemptPurpose.NOTICE)
         assert len(texts) > 1
-        assert sorted(_named(texts)) == [f"yellow员{n}" for n in range(5)]
+        assert sorted(_named(texts)) == TOLD["t1"]
